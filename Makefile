@@ -1,0 +1,74 @@
+# The two commands of the README: `make book` and `make test`.
+# Both create .venv/ from the exact lock file the first time they run.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# One thread per process: the stored notebook outputs are reproduced exactly,
+# and two pytest-xdist workers do not fight over two cores.
+export OMP_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export JAX_PLATFORMS := cpu
+export TF_CPP_MIN_LOG_LEVEL := 3
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE := 1
+
+CHAPTERS := $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -path '*/_build/*' | sort)
+JB_FLAGS := -W -n --keep-going
+
+.PHONY: help venv book test test-lib test-notebooks test-book notebooks lock clean
+
+help:
+	@echo "make book       build the HTML book into _build/html (sets up .venv first)"
+	@echo "make test       run everything CI checks: pytest, nbval on every chapter, the -W book build"
+	@echo "make notebooks  re-execute every chapter in place (authors), then strip volatile metadata"
+	@echo "make lock       re-resolve requirements.in into requirements-lock.txt and environment.yml"
+
+$(STAMP): requirements-lock.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt -e .
+	@touch $@
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . $(JB_FLAGS)
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+test-lib: $(STAMP)
+	$(BIN)/python -m pytest tests -p no:cacheprovider -q -n 2
+
+test-notebooks: $(STAMP)
+	$(BIN)/python -m pytest --nbval $(CHAPTERS) --nbval-current-env --nbval-sanitize-with tools/nbval-sanitize.cfg \
+		-p no:cacheprovider -q -n 2 --dist loadfile
+
+test-book: $(STAMP)
+	$(BIN)/jupyter-book build . $(JB_FLAGS)
+
+# Every step runs even if an earlier one failed, so one run reports everything;
+# the summary lines are printed together at the end and any failure fails the target.
+test: $(STAMP)
+	@set -o pipefail; status=0; mkdir -p _build; : > _build/test-summary.txt; \
+	for step in test-lib test-notebooks test-book; do \
+		echo "=== $$step ==="; start=$$(date +%s); \
+		if $(MAKE) --no-print-directory $$step 2>&1 | tee _build/$$step.log; then result=ok; else result=FAILED; status=1; fi; \
+		line=$$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)|(passed|failed|errors?) in [0-9.]+s' _build/$$step.log | tail -n 1); \
+		echo "$$step: $$result in $$(( $$(date +%s) - start ))s $${line}" >> _build/test-summary.txt; \
+	done; \
+	echo "=== summary ==="; cat _build/test-summary.txt; exit $$status
+
+notebooks: $(STAMP)
+	$(BIN)/python tools/execute_notebooks.py $(CHAPTERS)
+
+lock:
+	rm -rf /tmp/optbook-lock-venv && $(PYTHON) -m venv /tmp/optbook-lock-venv
+	/tmp/optbook-lock-venv/bin/python -m pip install --quiet -r requirements.in
+	/tmp/optbook-lock-venv/bin/python tools/make_lock.py /tmp/optbook-lock-venv
+
+clean:
+	rm -rf _build

@@ -1,0 +1,19 @@
+"""optbook: the tested library underneath the Adafactor textbook.
+
+Layout
+------
+``optbook.reference``
+    NumPy references, one small function per formula, readable line by line
+    against the book.
+``optbook.notation``
+    The registry that maps book symbols to the functions computing them.
+``optbook.problems``, ``optbook.plots``, ``optbook.train``, ``optbook.progress``
+    Test problems, figures, a training harness and deterministic progress bars
+    used by the chapters.
+"""
+
+from optbook import reference
+from optbook.notation import notation_table, symbol
+
+__all__ = ["reference", "notation_table", "symbol"]
+__version__ = "0.1.0"
