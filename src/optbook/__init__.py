@@ -12,8 +12,8 @@ Layout
     used by the chapters.
 """
 
-from optbook import reference
+from optbook import notebook, reference
 from optbook.notation import notation_table, symbol
 
-__all__ = ["reference", "notation_table", "symbol"]
+__all__ = ["notebook", "reference", "notation_table", "symbol"]
 __version__ = "0.1.0"

@@ -60,6 +60,10 @@ __all__ = [
     "run",
 ]
 
+# Public functions that compose formulas rather than compute one book symbol;
+# the notation test exempts them.
+__helpers__ = ("vector_step", "matrix_step", "step", "run")
+
 
 @dataclass(frozen=True)
 class AdafactorHyperparameters:
@@ -265,15 +269,21 @@ def matrix_step(
     hp: AdafactorHyperparameters = AdafactorHyperparameters(),
     *,
     record: bool = False,
+    second_moment=None,
 ) -> np.ndarray:
-    """One iteration of Adafactor for a matrix (Algorithm 5). Updates ``state`` in place."""
+    """One iteration of Adafactor for a matrix (Algorithm 5). Updates ``state`` in place.
+
+    ``second_moment(r, c)`` replaces :func:`factored_second_moment` when given;
+    the book uses this to run the algorithm with a deliberately wrong
+    :math:`\\hat V_t` and watch what changes.
+    """
     t = state.t + 1
     rho = relative_step_size(t, hp.rho_cap)
     alpha = step_size(x_prev, rho, hp.eps2)
     beta2hat = second_moment_decay(t, hp.decay_exponent)
     r = row_statistic(state.r, g, beta2hat, hp.eps1)
     c = column_statistic(state.c, g, beta2hat, hp.eps1)
-    v_hat = factored_second_moment(r, c)
+    v_hat = (second_moment or factored_second_moment)(r, c)
     u = normalized_update(g, v_hat)
     u_hat = clipped_update(u, hp.d)
     x = parameter_update(x_prev, alpha, u_hat)
@@ -292,6 +302,7 @@ def step(
     hp: AdafactorHyperparameters = AdafactorHyperparameters(),
     *,
     record: bool = False,
+    second_moment=None,
 ) -> np.ndarray:
     """One iteration: :func:`matrix_step` for rank >= 2 (factoring the last two
     axes, as torch does), :func:`vector_step` for vectors and scalars."""
@@ -300,7 +311,7 @@ def step(
     if x_prev.shape != g.shape:
         raise ValueError(f"g has shape {g.shape} but x_prev has shape {x_prev.shape}; they must match.")
     if x_prev.ndim >= 2:
-        return matrix_step(x_prev, g, state, hp, record=record)
+        return matrix_step(x_prev, g, state, hp, record=record, second_moment=second_moment)
     return vector_step(x_prev, g, state, hp, record=record)
 
 
@@ -311,6 +322,7 @@ def run(
     hp: AdafactorHyperparameters = AdafactorHyperparameters(),
     *,
     record: bool = False,
+    second_moment=None,
 ) -> tuple[np.ndarray, AdafactorState]:
     """Run ``steps`` iterations from ``x0`` with gradient function ``grad(x)``.
 
@@ -320,5 +332,5 @@ def run(
     state = AdafactorState()
     x = np.array(x0, dtype=float, copy=True)
     for _ in range(steps):
-        x = step(x, grad(x), state, hp, record=record)
+        x = step(x, grad(x), state, hp, record=record, second_moment=second_moment)
     return x, state
