@@ -1,5 +1,54 @@
-"""NumPy references of every update rule in the book, one function per formula."""
+"""NumPy references of every update rule in the book, one function per formula.
 
-from optbook.reference import adafactor
+Part I (gradient descent to Sophia) lives in one module per family, and
+every name is also available here, so a chapter can write
+``from optbook.reference import adam_step, run``:
 
-__all__ = ["adafactor"]
+``gd``
+    gradient descent, mini-batches, L2 penalty versus decoupled weight decay
+``momentum``
+    momentum and Nesterov's accelerated gradient
+``adaptive``
+    Adagrad, RMSProp, AdaDelta and the moving average they share
+``adam``
+    Adam, its combined step-size form, AdamW
+``lion``
+    Lion
+``sophia``
+    Sophia and the Hutchinson and Gauss-Newton-Bartlett estimators
+``trajectory``
+    :func:`run`, which traces any of the rules on a test function
+``adafactor``
+    Adafactor, kept under its own name (``optbook.reference.adafactor.step``)
+
+Every rule is a pure function ``<rule>_step(x, g, state, **hyperparameters)``
+returning ``(x_new, state_new)``; ``state=None`` means the state before the
+first step, which ``init_<rule>_state(x)`` also builds.
+"""
+
+from optbook.reference import adafactor, adam, adaptive, gd, lion, momentum, sophia, trajectory
+from optbook.reference.adam import *  # noqa: F401,F403
+from optbook.reference.adaptive import *  # noqa: F401,F403
+from optbook.reference.gd import *  # noqa: F401,F403
+from optbook.reference.lion import *  # noqa: F401,F403
+from optbook.reference.momentum import *  # noqa: F401,F403
+from optbook.reference.sophia import *  # noqa: F401,F403
+from optbook.reference.trajectory import *  # noqa: F401,F403
+
+__all__ = [
+    "adafactor",
+    "adam",
+    "adaptive",
+    "gd",
+    "lion",
+    "momentum",
+    "sophia",
+    "trajectory",
+    *gd.__all__,
+    *momentum.__all__,
+    *adaptive.__all__,
+    *adam.__all__,
+    *lion.__all__,
+    *sophia.__all__,
+    *trajectory.__all__,
+]
