@@ -20,11 +20,13 @@ export HF_HUB_OFFLINE := 1
 CHAPTERS := $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -path '*/_build/*' | sort)
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: help venv book test test-lib test-notebooks test-book notebooks lock clean
+.PHONY: help venv mathjax chromium book test test-lib test-notebooks test-book test-browser notebooks lock clean
 
 help:
 	@echo "make book       build the HTML book into _build/html (sets up .venv first)"
-	@echo "make test       run everything CI checks: pytest, nbval on every chapter, the -W book build"
+	@echo "make test       run everything CI checks: pytest, nbval on every chapter, the -W book build,"
+	@echo "                every page of the built book in headless Chromium with the network blocked"
+	@echo "make test-browser  only the browser test, on the book already in _build/html"
 	@echo "make notebooks  re-execute every chapter in place (authors), then strip volatile metadata"
 	@echo "make lock       re-resolve requirements.in into requirements-lock.txt and environment.yml"
 
@@ -35,7 +37,31 @@ $(STAMP): requirements-lock.txt pyproject.toml
 
 venv: $(STAMP)
 
-book: $(STAMP)
+# MathJax 3 is served from the book itself, so the book reads offline: the
+# exact npm package pinned in package-lock.json, fetched from the npm registry
+# and verified against its integrity hash by a Python script (no npm needed),
+# then unpacked where _config.yml's html_static_path expects it (Sphinx copies
+# it to _build/html/_static/mathjax/).
+MATHJAX := _build/vendor/mathjax/tex-mml-chtml.js
+
+$(MATHJAX): package-lock.json tools/fetch_mathjax.py
+	$(PYTHON) tools/fetch_mathjax.py _build/vendor/mathjax
+	@touch $@
+
+mathjax: $(MATHJAX)
+
+# Debian's Chromium for the browser test; never a browser download.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null
+	@$(CHROMIUM) --version 2>/dev/null | grep -v 'unexpected operator' || true
+
+chromium: $(CHROMIUM)
+
+book: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
@@ -46,14 +72,21 @@ test-notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval $(CHAPTERS) --nbval-current-env --nbval-sanitize-with tools/nbval-sanitize.cfg \
 		-p no:cacheprovider -q -n 2 --dist loadfile
 
-test-book: $(STAMP)
+test-book: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
+
+# Every page of the built book, opened in headless Chromium with every request
+# that is not to the local server blocked; screenshots go to _build/screenshots/.
+# The file is not named test_*.py, so `pytest tests` (test-lib) never collects it.
+test-browser: $(STAMP) $(CHROMIUM)
+	@test -f _build/html/index.html || $(MAKE) --no-print-directory book
+	$(BIN)/python -m pytest tests/browser/browser_check.py -p no:cacheprovider -q
 
 # Every step runs even if an earlier one failed, so one run reports everything;
 # the summary lines are printed together at the end and any failure fails the target.
 test: $(STAMP)
 	@set -o pipefail; status=0; mkdir -p _build; : > _build/test-summary.txt; \
-	for step in test-lib test-notebooks test-book; do \
+	for step in test-lib test-notebooks test-book test-browser; do \
 		echo "=== $$step ==="; start=$$(date +%s); \
 		if $(MAKE) --no-print-directory $$step 2>&1 | tee _build/$$step.log; then result=ok; else result=FAILED; status=1; fi; \
 		line=$$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)|(passed|failed|errors?) in [0-9.]+s' _build/$$step.log | tail -n 1); \
