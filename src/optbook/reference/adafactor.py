@@ -33,7 +33,9 @@ Row and column statistics are *sums*, as in the paper. Means give the same
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -71,7 +73,14 @@ class AdafactorHyperparameters:
 
     ``rho_cap`` is the :math:`10^{-2}` in :math:`\rho_t`, ``decay_exponent`` the
     :math:`0.8` in :math:`\hat\beta_{2t}`, ``eps1`` and ``eps2`` the two
-    regularisation constants, and ``d`` the clipping threshold.
+    regularisation constants, and ``d`` the clipping threshold;
+    ``d=float("inf")`` switches update clipping off (:math:`\hat U_t = U_t`).
+
+    ``decay``, when given, is a schedule ``t -> beta2hat_t`` (for ``t >= 1``)
+    used instead of :math:`1 - t^{-c}`; ``decay_exponent`` is then ignored.
+    Constant decays and the Adam-style schedule live in
+    :mod:`optbook.reference.averaging`. Each value must lie in :math:`[0, 1)`;
+    the steps check it when they call the schedule.
     """
 
     rho_cap: float = 1e-2
@@ -79,6 +88,7 @@ class AdafactorHyperparameters:
     eps1: float = 1e-30
     eps2: float = 1e-3
     d: float = 1.0
+    decay: Callable[[int], float] | None = None
 
     def __post_init__(self) -> None:
         if not self.rho_cap > 0:
@@ -93,7 +103,26 @@ class AdafactorHyperparameters:
         if not self.eps2 > 0:
             raise ValueError(f"eps2 must be > 0, got {self.eps2}; the paper uses 1e-3.")
         if not self.d > 0:
-            raise ValueError(f"d (clipping threshold) must be > 0, got {self.d}; the paper uses 1.")
+            raise ValueError(
+                f"d (clipping threshold) must be > 0, got {self.d}; the paper uses 1 "
+                f"(float('inf') switches clipping off)."
+            )
+        if self.decay is not None and not callable(self.decay):
+            raise ValueError(
+                f"decay must be a callable t -> beta2hat_t or None, got {self.decay!r}; "
+                f"for a constant beta2 pass optbook.reference.averaging.ConstantDecay(beta2)."
+            )
+
+    def beta2hat(self, t: int) -> float:
+        """The decay used at step ``t``: ``decay(t)`` if a schedule was given, else :math:`1 - t^{-c}`."""
+        if self.decay is None:
+            return second_moment_decay(t, self.decay_exponent)
+        if t < 1:
+            raise ValueError(f"t must be >= 1 (iterations count from 1), got {t}.")
+        beta = float(self.decay(t))
+        if not (math.isfinite(beta) and 0.0 <= beta < 1.0):
+            raise ValueError(f"decay({t}) = {beta} is not in [0, 1); a decay schedule must return values in [0, 1).")
+        return beta
 
 
 @dataclass
@@ -220,7 +249,8 @@ def clipped_update(u: np.ndarray, d: float = 1.0) -> np.ndarray:
     r"""Update clipping :math:`\hat U_t = U_t / \max(1, \mathrm{RMS}(U_t)/d)`.
 
     The whole tensor is rescaled, so the direction of :math:`U_t` is kept and
-    :math:`\mathrm{RMS}(\hat U_t) \le d`.
+    :math:`\mathrm{RMS}(\hat U_t) \le d`. ``d=float("inf")`` returns :math:`U_t`
+    unchanged (no clipping).
     """
     if not d > 0:
         raise ValueError(f"d (clipping threshold) must be > 0, got {d}.")
@@ -249,7 +279,7 @@ def vector_step(
     t = state.t + 1
     rho = relative_step_size(t, hp.rho_cap)
     alpha = step_size(x_prev, rho, hp.eps2)
-    beta2hat = second_moment_decay(t, hp.decay_exponent)
+    beta2hat = hp.beta2hat(t)
     v = second_moment_vector(state.v, g, beta2hat, hp.eps1)
     u = normalized_update(g, v)
     u_hat = clipped_update(u, hp.d)
@@ -280,7 +310,7 @@ def matrix_step(
     t = state.t + 1
     rho = relative_step_size(t, hp.rho_cap)
     alpha = step_size(x_prev, rho, hp.eps2)
-    beta2hat = second_moment_decay(t, hp.decay_exponent)
+    beta2hat = hp.beta2hat(t)
     r = row_statistic(state.r, g, beta2hat, hp.eps1)
     c = column_statistic(state.c, g, beta2hat, hp.eps1)
     v_hat = (second_moment or factored_second_moment)(r, c)

@@ -1,0 +1,284 @@
+r"""Oversized updates from an out-of-date second moment, and a harness to watch them.
+
+If the gradients of a tensor keep their pattern but change their overall size,
+:math:`G_k = s_k G`, then every second-moment estimate of this book (the full
+:math:`\hat V_t` of Adam or of vector Adafactor, and the factored
+:math:`R_tC_t/1^\top R_t`) is the same weighted average of :math:`s_k^2` times the
+estimate for :math:`G` alone, with the averaging weights :math:`w_{t,k}` of
+:mod:`optbook.reference.averaging`. The normalised update is then the
+update for :math:`G` times the *amplification*
+
+.. math::
+
+    A_t = \frac{s_t}{\sqrt{\sum_{k=1}^t w_{t,k}\, s_k^2}}
+    \qquad(\epsilon_1 \to 0),
+
+which is 1 when the scale is steady and the weights sum to one, and larger
+than 1 when the newest gradient is bigger than the ones the average still
+remembers (:func:`update_rms_amplification`). Two ways of getting
+:math:`A_t > 1`:
+
+* a constant :math:`\beta_2` without bias correction at the start,
+  :math:`A_t = 1/\sqrt{1-\beta_2^t}`, so :math:`A_1 = 1/\sqrt{1-\beta_2}`;
+* an abrupt rise of the gradient scale by :math:`\kappa` at step :math:`t_0`
+  (:func:`loss_scale`), which a slow average notices late.
+
+:func:`traced_run` runs the NumPy reference Adafactor with such a loss scale
+and records :math:`\mathrm{RMS}(U_t)` and the loss at every step.
+
+Clipping also bounds how fast a tensor can grow. Because
+:math:`\mathrm{RMS}(X_t - X_{t-1}) = \alpha_t\,\mathrm{RMS}(\hat U_t) \le \rho_t d
+\max(\epsilon_2, \mathrm{RMS}(X_{t-1}))`, the quantity
+:math:`a_t = \max(\epsilon_2, \mathrm{RMS}(X_t))` grows by at most a factor
+:math:`1 + \rho_t d` per step (:func:`parameter_scale_bound`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from optbook import tasks
+from optbook.notation import symbol
+from optbook.reference import adafactor as af
+
+__all__ = [
+    "loss_scale",
+    "update_rms_amplification",
+    "parameter_scale_bound",
+    "SoftmaxRegressionTask",
+    "TracedRun",
+    "traced_run",
+    "sweep",
+]
+
+# Public names that compose formulas rather than compute one book symbol.
+__helpers__ = ("SoftmaxRegressionTask", "TracedRun", "traced_run", "sweep")
+
+
+@symbol(r"s_t = 1 \text{ if } t < t_0 \text{ else } \kappa", "loss scale that jumps by kappa at step t_0")
+def loss_scale(t: int, t_switch: int, factor: float) -> float:
+    r"""The multiplier :math:`s_t` of the loss (and so of the gradient): 1 before step :math:`t_0` = ``t_switch``, :math:`\kappa` = ``factor`` from it on."""
+    if int(t) != t or t < 1:
+        raise ValueError(f"t must be a whole number >= 1 (steps count from 1), got {t!r}.")
+    if not factor > 0:
+        raise ValueError(f"factor must be > 0 (a loss scale), got {factor}.")
+    return float(factor) if t >= t_switch else 1.0
+
+
+@symbol(r"A_t = s_t / \sqrt{\textstyle\sum_k w_{t,k} s_k^2}", "amplification of the update by a stale second moment")
+def update_rms_amplification(weights: Sequence[float], scales: Sequence[float]) -> float:
+    r""":math:`A_t = s_t/\sqrt{\sum_{k=1}^t w_{t,k}s_k^2}` for gradients :math:`G_k = s_k G`.
+
+    ``weights`` are :math:`w_{t,1}, \dots, w_{t,t}` (from
+    :func:`optbook.reference.averaging.ema_weights`) and ``scales`` are
+    :math:`s_1, \dots, s_t`; the last of each belongs to the current step.
+    With :math:`\epsilon_1 = 0` and :math:`V_0 = 0`, :math:`U_t = A_t\,U(G)`
+    where :math:`U(G)` is the update computed from :math:`G` alone.
+    """
+    w = np.asarray(weights, dtype=float)
+    s = np.asarray(scales, dtype=float)
+    if w.shape != s.shape or w.ndim != 1 or w.size == 0:
+        raise ValueError(f"weights and scales must be 1-D of the same length, got {w.shape} and {s.shape}.")
+    return float(s[-1] / np.sqrt(np.sum(w * s**2)))
+
+
+@symbol(
+    r"\mathrm{RMS}(X_t) \le \max(\epsilon_2, \mathrm{RMS}(X_0)) \prod_{j=1}^t (1 + \rho_j d)",
+    "largest parameter scale Adafactor can reach after t steps",
+)
+def parameter_scale_bound(
+    t, rms_x0: float = 0.0, *, eps2: float = 1e-3, d: float = 1.0, rho_cap: float = 1e-2
+):
+    r"""Upper bound :math:`\max(\epsilon_2, \mathrm{RMS}(X_0))\prod_{j=1}^t (1 + \rho_j d)` on :math:`\mathrm{RMS}(X_t)`.
+
+    :math:`\rho_j = \min(\text{cap}, 1/\sqrt j)`. It holds for any gradients
+    (the triangle inequality for the RMS, which is a scaled Euclidean norm,
+    and :math:`\mathrm{RMS}(\hat U_j) \le d`), and it is attained when every
+    update points straight away from the origin with RMS :math:`d`. With
+    ``d = inf`` there is no bound (``inf``); ``t = 0`` gives
+    :math:`\max(\epsilon_2, \mathrm{RMS}(X_0))`. ``t`` may be an array of
+    step counts, for which an array is returned (computed in one pass).
+    """
+    steps = np.asarray(t)
+    if steps.size == 0 or np.any(steps < 0) or np.any(steps != np.floor(steps)):
+        raise ValueError(f"t must be a whole number >= 0 (or an array of them), got {t!r}.")
+    if not (eps2 > 0 and d > 0 and rms_x0 >= 0):
+        raise ValueError(f"need eps2 > 0, d > 0 and rms_x0 >= 0, got eps2={eps2}, d={d}, rms_x0={rms_x0}.")
+    steps = steps.astype(int)
+    a = float(max(eps2, rms_x0))
+    t_max = int(steps.max())
+    rho = np.array([af.relative_step_size(j, rho_cap) for j in range(1, t_max + 1)])
+    with np.errstate(invalid="ignore"):
+        log_growth = np.concatenate([[0.0], np.cumsum(np.log1p(rho * d))])  # log of the product up to j
+    bound = np.where(steps == 0, a, a * np.exp(log_growth[steps]))
+    return float(bound) if bound.ndim == 0 else bound
+
+
+@dataclass(frozen=True)
+class SoftmaxRegressionTask:
+    """Multinomial logistic regression (:func:`optbook.tasks.softmax_cross_entropy`) on a bundled data set.
+
+    The weight matrix has shape ``(n_features + 1, n_classes)`` (last row: bias),
+    so Adafactor factors it. :meth:`grad` draws the mini-batch of step ``t``
+    from a generator seeded with ``(seed, t)``: every run sees the same batch
+    at the same step, whatever else was run before. ``batch_size=None`` gives
+    the full-batch gradient.
+    """
+
+    data: tasks.Dataset
+    batch_size: int | None = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.data.n_classes:
+            raise ValueError(f"{self.data.name} is not a classification data set.")
+        if self.batch_size is not None and not 1 <= self.batch_size <= len(self.data.x_train):
+            raise ValueError(f"batch_size must lie in [1, {len(self.data.x_train)}] or be None, got {self.batch_size}.")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape of the weight matrix :math:`W`."""
+        return (self.data.x_train.shape[1] + 1, self.data.n_classes)
+
+    def init(self, scale: float = 0.1, seed: int = 0) -> np.ndarray:
+        """Initial weights with i.i.d. :math:`N(0, \text{scale}^2)` entries (all zero for ``scale=0``)."""
+        return scale * np.random.default_rng(seed).standard_normal(self.shape)
+
+    def batch(self, t: int) -> np.ndarray:
+        """Indices of the training examples used at step ``t``."""
+        n = len(self.data.x_train)
+        if self.batch_size is None:
+            return np.arange(n)
+        return np.random.default_rng([self.seed, int(t)]).choice(n, self.batch_size, replace=False)
+
+    def grad(self, w: np.ndarray, t: int) -> np.ndarray:
+        """Gradient of the mean cross-entropy on the mini-batch of step ``t``."""
+        idx = self.batch(t)
+        return tasks.softmax_cross_entropy_grad(w, self.data.x_train[idx], self.data.y_train[idx])
+
+    def loss(self, w: np.ndarray) -> float:
+        """Mean cross-entropy on the whole training set."""
+        return tasks.softmax_cross_entropy(w, self.data.x_train, self.data.y_train)
+
+    def test_loss(self, w: np.ndarray) -> float:
+        """Mean cross-entropy on the test set."""
+        return tasks.softmax_cross_entropy(w, self.data.x_test, self.data.y_test)
+
+    def test_accuracy(self, w: np.ndarray) -> float:
+        """Fraction of test examples classified correctly."""
+        return tasks.accuracy(w, self.data.x_test, self.data.y_test)
+
+
+@dataclass(frozen=True)
+class TracedRun:
+    """Per-step record of one Adafactor run; index ``t - 1`` of ``rms_u`` etc. holds step ``t``.
+
+    ``loss[i]`` and ``test_loss[i]`` are the losses at :math:`X_{t}` with
+    ``t = eval_t[i]``; ``eval_t`` starts at 0 and ends at the last step.
+    Losses are of the *unscaled* objective, so runs with a loss scale can be
+    compared with runs without.
+    """
+
+    x: np.ndarray
+    eval_t: np.ndarray
+    loss: np.ndarray
+    test_loss: np.ndarray
+    rms_u: np.ndarray
+    rms_u_hat: np.ndarray
+    alpha: np.ndarray
+    beta2hat: np.ndarray
+    rms_x: np.ndarray
+
+
+def traced_run(
+    x0: np.ndarray,
+    grad: Callable[[np.ndarray, int], np.ndarray],
+    steps: int,
+    hp: af.AdafactorHyperparameters = af.AdafactorHyperparameters(),
+    *,
+    loss: Callable[[np.ndarray], float] | None = None,
+    test_loss: Callable[[np.ndarray], float] | None = None,
+    scale: Callable[[int], float] | None = None,
+    eval_every: int = 1,
+) -> TracedRun:
+    r"""Run :func:`optbook.reference.adafactor.step` for ``steps`` steps and record what clipping sees.
+
+    ``grad(x, t)`` returns the gradient used at step ``t`` (so a caller can
+    draw mini-batches); it is multiplied by ``scale(t)`` when ``scale`` is
+    given. ``loss``/``test_loss`` (NaN if not given) are evaluated at
+    :math:`X_0`, every ``eval_every`` steps and after the last step; the
+    update statistics are recorded at every step. Once an iterate stops
+    being finite its losses are NaN.
+    """
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a whole number >= 0, got {steps!r}.")
+    if int(eval_every) != eval_every or eval_every < 1:
+        raise ValueError(f"eval_every must be a whole number >= 1, got {eval_every!r}.")
+    nan = float("nan")
+    state = af.AdafactorState()
+    x = np.array(x0, dtype=float, copy=True)
+    eval_t = [0]
+    losses = [loss(x) if loss else nan]
+    test_losses = [test_loss(x) if test_loss else nan]
+    rec = {k: [] for k in ("rms_u", "rms_u_hat", "alpha", "beta2hat", "rms_x")}
+    for t in range(1, int(steps) + 1):
+        g = grad(x, t)
+        if scale is not None:
+            g = scale(t) * g
+        with np.errstate(all="ignore"):
+            x = af.step(x, g, state, hp, record=True)
+        h = state.history.pop()
+        rec["rms_u"].append(af.rms(h["U"]))
+        rec["rms_u_hat"].append(af.rms(h["U_hat"]))
+        rec["alpha"].append(h["alpha"])
+        rec["beta2hat"].append(h["beta2hat"])
+        rec["rms_x"].append(af.rms(x))
+        if t % eval_every and t != steps:
+            continue
+        finite = bool(np.all(np.isfinite(x)))
+        eval_t.append(t)
+        with np.errstate(all="ignore"):
+            losses.append(loss(x) if (loss and finite) else nan)
+            test_losses.append(test_loss(x) if (test_loss and finite) else nan)
+    return TracedRun(
+        x=x,
+        eval_t=np.array(eval_t),
+        loss=np.array(losses),
+        test_loss=np.array(test_losses),
+        **{k: np.array(v, dtype=float) for k, v in rec.items()},
+    )
+
+
+def sweep(
+    task: SoftmaxRegressionTask,
+    configs: Mapping[object, af.AdafactorHyperparameters],
+    steps: int,
+    *,
+    x0: np.ndarray | Mapping[object, np.ndarray],
+    scale: Callable[[int], float] | None = None,
+    eval_every: int = 1,
+    desc: str = "runs",
+) -> dict[object, TracedRun]:
+    """:func:`traced_run` of ``task`` for every hyperparameter setting in ``configs``, with a progress bar.
+
+    ``x0`` is one start point for all runs, or a mapping with one per key of ``configs``.
+    """
+    from optbook.progress import progress
+
+    out = {}
+    for key in progress(list(configs), desc=desc):
+        start = x0[key] if isinstance(x0, Mapping) else x0
+        out[key] = traced_run(
+            start,
+            task.grad,
+            steps,
+            configs[key],
+            loss=task.loss,
+            test_loss=task.test_loss,
+            scale=scale,
+            eval_every=eval_every,
+        )
+    return out
