@@ -5,6 +5,9 @@ Layout
 ``optbook.reference``
     NumPy references, one small function per formula, readable line by line
     against the book.
+``optbook.optim``
+    PyTorch optimizers, one module per algorithm; ``optbook.Adafactor`` is
+    :class:`optbook.optim.Adafactor`.
 ``optbook.notation``
     The registry that maps book symbols to the functions computing them.
 ``optbook.problems``, ``optbook.plots``, ``optbook.train``, ``optbook.progress``
@@ -12,8 +15,9 @@ Layout
     used by the chapters.
 """
 
-from optbook import notebook, reference
+from optbook import notebook, optim, reference
 from optbook.notation import notation_table, symbol
+from optbook.optim import Adafactor
 
-__all__ = ["notebook", "reference", "notation_table", "symbol"]
+__all__ = ["Adafactor", "notebook", "optim", "reference", "notation_table", "symbol"]
 __version__ = "0.1.0"

@@ -1,0 +1,1105 @@
+r"""Adafactor (Shazeer & Stern, 2018) as a ``torch.optim.Optimizer``, in the book's symbols.
+
+:mod:`optbook.reference.adafactor` is the readable NumPy version, one
+function per formula; this module is the one you train with. It computes the
+same iteration on torch tensors without ever forming the :math:`n \times m`
+estimate :math:`\hat V_t` of a matrix, keeps only :math:`R_t` and :math:`C_t`
+between steps, and never synchronises with the host inside :meth:`Adafactor.step`.
+The algorithm, the options and every deliberate difference from
+``torch.optim.Adafactor`` are in the docstring of :class:`Adafactor`.
+
+State layout
+------------
+Per parameter :math:`X` (shape ``s``, dtype ``p.dtype``), with the *statistics
+dtype* ``float32`` for bfloat16/float16 parameters and ``p.dtype`` otherwise:
+
+``"step"``
+    :math:`t`, the number of steps this parameter has taken: a float32 0-d
+    tensor on the parameter's device (the layout of ``torch.optim``'s
+    capturable optimizers, and what the fused kernels read).
+``"R"``, ``"C"`` (tensors of rank :math:`\ge 2`)
+    the paper's row and column *sums*. With the factored dims :math:`(i, j)`,
+    :math:`i < j` (the last two by default), ``R`` has shape ``s`` without dim
+    :math:`j` and ``C`` shape ``s`` without dim :math:`i`; for the default,
+    ``s[:-1]`` and ``s[:-2] + s[-1:]``. Statistics dtype.
+``"V"`` (vectors and 0-d tensors)
+    the full :math:`\hat V_t`, shape ``s``, statistics dtype.
+``"exp_avg"`` (only with ``beta1``)
+    the momentum :math:`M_t`, shape ``s``, statistics dtype.
+``"nonfinite_skips"``
+    an int64 0-d tensor on the parameter's device: how many steps were skipped
+    because this parameter's gradient was not finite.
+
+Functional form
+---------------
+As in ``torch.optim``, the class collects lists and calls one of two functions
+with the same signature::
+
+    _single_tensor_adafactor(params, grads, stats_r, stats_c, steps, *,
+                             exp_avgs, nonfinite_skips, lr, beta2_decay, eps1, eps2, d,
+                             weight_decay, beta1, relative_step, scale_parameter,
+                             factor_dims, maximize, stochastic_rounding, generator)
+    _foreach_adafactor(...)  # the same
+
+``stats_r[i]`` is ``R`` (or ``V``), ``stats_c[i]`` is ``C`` (or ``None``),
+``exp_avgs[i]`` the momentum or ``None``; ``steps[i]`` holds :math:`t - 1` and
+is advanced by the call. The first five lists are those of
+:func:`optbook.kernels.adafactor_fused.fused_adafactor`, which ``fused=True``
+calls with ``decay_exponent = -beta2_decay`` and ``increment_steps=True``.
+
+Both functions run the same tensor program, :func:`_step_stack`, on a stack
+of ``k`` tensors of one shape, dtype and device: the single-tensor path with
+``k = 1`` (views, no copies), the batched path with every such group of a
+param group at once (stacks of the gradients and statistics: one kernel per
+operation for the whole group instead of one per tensor, for copies of the
+gradients). Element-wise operations give the same bits on a stack as on one
+tensor, and the parameter updates run through ``torch._foreach_*`` per
+tensor, so on a CPU the two paths agree bit for bit (tested in float64,
+float32 and bfloat16). Three kinds of operation would break that, and are kept
+out of stacks: ``pow`` (torch's vectorised and scalar ``pow`` round
+differently, so :math:`t^{\tau}` is taken per tensor with
+``torch._foreach_pow``), ``lerp`` and ``addcmul`` (fused multiply-adds whose
+rounding may depend on an element's position in a vector register; they run
+per tensor). Not covered: with several intra-op threads, a reduction over more
+than torch's parallel grain (32768 entries) may be split differently for a
+stack, and on a GPU the ``torch._foreach_*`` kernels may round differently
+from the single-tensor ones; the paths then agree to rounding.
+
+Three passes over :math:`G` (the minimum: :math:`\hat V_t` needs all of
+:math:`G_t` before :math:`U_t` exists, and clipping needs all of :math:`U_t`
+before :math:`X_t` can be written): row and column sums of :math:`G^2`; the
+sum of :math:`U^2`, without forming :math:`U`; the update. On a CPU a factored
+tensor is walked in slabs of about 2**17 entries along its first factored
+dim, so every temporary stays in cache and nothing of full size is ever
+allocated (a fresh full-size allocation costs page faults worth several passes
+over memory). The slabs depend on the shape only, so both paths take the same
+ones; on a GPU the whole tensor is one slab.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["Adafactor"]
+
+# Parameters stored in these dtypes keep float32 statistics and are updated in
+# float32, rounded back once per step: their own precision cannot hold
+# G^2 + eps1 (1e-30 underflows in float16) or the slow drift of R and C.
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_FACTOR_DIMS = ("last_two", "two_largest")
+# eps1 must survive float32 statistics: below the smallest normal float32 a
+# zero gradient row would give R_i = 0 and 0 * rsqrt(0) = NaN.
+_EPS1_MIN = torch.finfo(torch.float32).tiny
+
+# Option names of other Adafactor implementations (and of this class's first
+# draft) that a param group might carry over; torch would silently ignore them.
+_FOREIGN_OPTIONS = {
+    "decay_exponent": "beta2_decay (negative: decay_exponent=0.8 is beta2_decay=-0.8)",
+    "decay_rate": "beta2_decay (decay_rate=-0.8 is beta2_decay=-0.8)",
+    "eps1": "eps=(eps1, eps2)",
+    "eps2": "eps=(eps1, eps2)",
+    "clip_threshold": "d",
+    "betas": "beta1 (momentum) and beta2_decay (the second-moment schedule)",
+    "warmup_init": "a learning-rate scheduler on lr",
+    "capturable": "nothing: the step never synchronises with the host anyway",
+    "differentiable": "nothing: differentiating through the step is not supported",
+}
+
+
+class Adafactor(Optimizer):
+    r"""Adafactor: factored second moments, relative step sizes, update clipping.
+
+    A drop-in replacement for ``torch.optim.Adafactor``: the same positional
+    arguments and keyword names, so ``torch.optim.Adafactor(params, lr=...,
+    weight_decay=..., foreach=..., maximize=...)`` switches by changing the
+    import. Its defaults are the paper's algorithm (Algorithms 4 and 5 with the
+    hyperparameters of Section 9), which it computes exactly: it agrees with
+    :mod:`optbook.reference.adafactor` to rounding.
+
+    **The iteration.** For each parameter :math:`X` with gradient :math:`G_t`
+    (:math:`-G_t` with ``maximize``), at that parameter's own step
+    :math:`t = 1, 2, \dots`:
+
+    .. math::
+
+        \begin{aligned}
+        \rho_t &= \min(\gamma, 1/\sqrt t)
+            && \text{(relative\_step; else } \rho_t = \gamma) \\
+        \alpha_t &= \max(\epsilon_2, \mathrm{RMS}(X_{t-1}))\,\rho_t
+            && \text{(scale\_parameter; else } \alpha_t = \rho_t) \\
+        \hat\beta_{2t} &= 1 - t^{\tau} \\
+        R_t &= \hat\beta_{2t} R_{t-1} + (1-\hat\beta_{2t})\,(G_t^2 + \epsilon_1 1_n 1_m^\top)\,1_m
+            && \text{(rank} \ge 2) \\
+        C_t &= \hat\beta_{2t} C_{t-1} + (1-\hat\beta_{2t})\,1_n^\top (G_t^2 + \epsilon_1 1_n 1_m^\top) \\
+        \hat V_t &= R_t C_t / (1_n^\top R_t) \\
+        \hat V_t &= \hat\beta_{2t} \hat V_{t-1} + (1-\hat\beta_{2t})\,(G_t^2 + \epsilon_1 1_n)
+            && \text{(rank} \le 1) \\
+        U_t &= G_t / \sqrt{\hat V_t} \\
+        \hat U_t &= U_t / \max(1, \mathrm{RMS}(U_t)/d) \\
+        M_t &= \beta_1 M_{t-1} + (1-\beta_1)\,\alpha_t \hat U_t
+            && (\text{beta1; else } M_t = \alpha_t \hat U_t) \\
+        X_t &= (1 - \gamma\lambda)\,X_{t-1} - M_t
+        \end{aligned}
+
+    with :math:`\gamma` = ``lr``, :math:`\tau` = ``beta2_decay``,
+    :math:`(\epsilon_1, \epsilon_2)` = ``eps``, :math:`\lambda` =
+    ``weight_decay``, :math:`\beta_1` = ``beta1`` and
+    :math:`R_0 = C_0 = \hat V_0 = M_0 = 0`. Since :math:`\hat\beta_{21} = 0`, the
+    first step uses :math:`G_1^2` exactly: the increasing decay is Adafactor's
+    bias correction. A tensor of rank :math:`\ge 2` is a batch of
+    :math:`n \times m` matrices over its two factored dims (the last two by
+    default), the other dims indexing the batch; :math:`\mathrm{RMS}` is taken
+    over the whole tensor. The statistics are the paper's *sums*;
+    :math:`\sum_j (G_{ij}^2 + \epsilon_1)` is computed as
+    :math:`\lVert G_{i\cdot}\rVert^2 + m\epsilon_1`, the same number up to
+    rounding, in one read of :math:`G`.
+
+    **Conventions of the options beyond the paper.**
+
+    * *Momentum* (``beta1``): an EMA of the clipped, :math:`\alpha_t`-scaled
+      update, as in tensor2tensor (``subtrahend``) and transformers: clipping
+      acts on :math:`U_t` before the average, and :math:`\alpha_t` (so the
+      :math:`1/\sqrt t` decay and the parameter scale) is inside it. It is not
+      Adam's average of raw gradients. ``beta1=None`` or ``0`` keeps no
+      momentum and no buffer; otherwise one full-size buffer.
+    * *Weight decay* (``weight_decay``): decoupled,
+      :math:`X \leftarrow (1-\gamma\lambda) X` with the raw ``lr``, applied
+      after :math:`\alpha_t` is measured on :math:`X_{t-1}`; this is
+      ``torch.optim.Adafactor``'s (and AdamW's) convention, so the decay follows
+      a scheduler on ``lr`` but not :math:`1/\sqrt t` or the parameter scale.
+      transformers, timm and pytorch_optimizer decay by :math:`\lambda\alpha_t`,
+      optax and big_vision by :math:`\lambda` alone.
+    * ``relative_step=False``: :math:`\rho_t = \gamma`, an absolute step size,
+      still multiplied by :math:`\max(\epsilon_2, \mathrm{RMS}(X_{t-1}))`
+      unless ``scale_parameter=False`` (then :math:`\alpha_t = \gamma`, the
+      update of an ordinary learning rate).
+    * ``lr`` is read from ``group["lr"]`` at every step, so learning-rate
+      schedulers work; with ``relative_step=True`` they move the cap of
+      :math:`\rho_t`. It is never written back (fairseq and timm overwrite it).
+    * Each parameter has its own :math:`t`, advanced only on steps where its
+      ``grad`` is not ``None``, as in torch and transformers
+      (pytorch_optimizer counts per group, optax and T2T globally).
+
+    **Non-finite gradients.** Raising on a NaN would need a host
+    synchronisation per step, so there is none: a tensor whose gradient has a
+    NaN or an infinity, or whose sum of squares overflows the statistics
+    dtype, is skipped *on the device*. Its values, :math:`R`, :math:`C`,
+    :math:`\hat V` and momentum stay exactly as they were (``torch.where`` on a
+    per-tensor finite flag), its :math:`t` still advances, as in the fused
+    kernels, and ``state["nonfinite_skips"]`` counts the skip. The other
+    tensors step as usual. (``torch.amp.GradScaler`` skips the whole step on
+    an overflow instead; that still works.)
+
+    **Precision.** float64, float32, bfloat16 and float16 parameters. For
+    bfloat16 and float16 the statistics are kept and computed in float32, and
+    the parameter is updated in float32 and rounded once per step: to nearest,
+    or for bfloat16 with ``stochastic_rounding=True`` stochastically, as
+    tensor2tensor does, so that updates smaller than half an ulp are not lost
+    on average. The random bits come from :attr:`generator` if set (a
+    ``torch.Generator`` on the parameters' device), else from torch's default
+    generator of that device (``torch.manual_seed`` makes runs repeatable);
+    the single-tensor and batched paths draw them in different orders.
+
+    Differences from ``torch.optim.Adafactor`` (each tested):
+
+    * :math:`\epsilon_1` is *added* to :math:`G_t^2` before averaging, as in
+      the paper and in every other implementation; ``eps=(1e-30, 1e-3)``.
+      torch's default ``eps=(None, 1e-3)`` instead clamps :math:`\hat V_t` at
+      ``finfo(dtype).eps**2``, which damps small gradients (bfloat16:
+      :math:`\sqrt{\hat V}` floored at 0.0078), and with ``eps1=1e-30`` in
+      float32 turns a zero row into NaN. ``eps1=None`` is refused here.
+    * Statistics of bfloat16/float16 parameters are float32 (torch keeps and
+      computes them in the parameter's dtype), and each parameter uses its
+      own dtype (torch takes its default :math:`\epsilon_1` from the first
+      parameter of a group).
+    * ``factor_dims="two_largest"`` factors a tensor of rank :math:`> 2` over
+      its two largest dims (ties to the later dim), as optax, mesh-TF and
+      big_vision do: a convolution kernel ``(O, I, k, k)`` keeps
+      :math:`O + I` numbers per :math:`k \times k` position pair instead of
+      :math:`2k` per channel pair. torch always factors the last two.
+      Unlike optax there is no minimum size: every tensor of rank :math:`\ge 2`
+      is factored, as in torch.
+    * ``beta1``, ``relative_step``, ``scale_parameter``,
+      ``stochastic_rounding`` and ``factor_dims`` are options torch does not
+      have; ``d`` may be any positive number (torch requires ``d >= 1``), and
+      ``d=float("inf")`` turns clipping off.
+    * A NaN or infinite gradient skips that tensor (see above); torch writes
+      NaN into the parameter and its statistics for good.
+    * ``beta2_decay`` must lie in :math:`[-1, 0)` (torch accepts any
+      :math:`\tau \le 0`).
+    * No ``.item()`` in ``step()``; torch's for-loop path syncs three times
+      per parameter. ``foreach=None`` means the batched path when every
+      parameter of the group is on CUDA, as torch's other optimizers do (torch's
+      Adafactor keeps the for-loop there).
+    * ``lr`` must be a Python number (torch also takes a 1-element tensor).
+
+    Args:
+        params: parameters, or dicts defining parameter groups.
+        lr: :math:`\gamma`. With ``relative_step=True`` the cap of
+            :math:`\rho_t` (the paper's :math:`10^{-2}`), otherwise the
+            step size itself. Also scales weight decay.
+        beta2_decay: :math:`\tau` in :math:`\hat\beta_{2t} = 1 - t^{\tau}`,
+            in :math:`[-1, 0)`: :math:`\tau < 0` makes :math:`\hat\beta_{2t}`
+            tend to 1; :math:`\tau = 0` would give :math:`\hat\beta_{2t} = 0`
+            (no averaging) and :math:`\tau > 0` negative decays, while below
+            :math:`-1` the weights :math:`t^{\tau}` of new gradients fall faster
+            than :math:`1/t` and the estimate freezes on the first gradients
+            (:math:`\tau = -1` is the running mean). The paper uses :math:`-0.8`.
+        eps: :math:`(\epsilon_1, \epsilon_2)`: :math:`\epsilon_1 > 0` is added
+            to :math:`G_t^2` (at least ``1.2e-38``, the smallest normal
+            float32); :math:`\epsilon_2 > 0` floors the parameter scale, so a
+            parameter that starts at zero still moves.
+        d: clipping threshold on :math:`\mathrm{RMS}(U_t)`, :math:`> 0`;
+            ``float("inf")`` turns clipping off.
+        weight_decay: :math:`\lambda \ge 0`, decoupled, scaled by ``lr``.
+        beta1: momentum coefficient in :math:`[0, 1)`, or ``None`` (the paper's
+            recommendation: no momentum, no buffer).
+        relative_step: :math:`\rho_t = \min(\gamma, 1/\sqrt t)` if True,
+            :math:`\rho_t = \gamma` if False.
+        scale_parameter: multiply :math:`\rho_t` by
+            :math:`\max(\epsilon_2, \mathrm{RMS}(X_{t-1}))`.
+        factor_dims: ``"last_two"`` (torch, transformers, T2T) or
+            ``"two_largest"`` (optax, big_vision).
+        foreach: use the batched path (``None``: when every parameter of the
+            group is on CUDA).
+        maximize: ascend (uses :math:`-G_t`; ``p.grad`` is not modified).
+        stochastic_rounding: round bfloat16 parameters stochastically.
+        fused: run the group through the Triton kernels of
+            :mod:`optbook.kernels.adafactor_fused` (CUDA tensors, or CPU tensors
+            under ``TRITON_INTERPRET=1``; float32/bfloat16/float16;
+            ``"last_two"``, no stochastic rounding). Same iteration, same
+            state, momentum included; non-finite gradients are skipped and
+            counted in ``nonfinite_skips`` as on the eager path. ``None``
+            (default) is not fused until the kernels are measured on a GPU.
+
+    Bad hyperparameters raise a ``ValueError`` or ``TypeError`` naming the
+    option, in the constructor, in :meth:`add_param_group`, in
+    :meth:`load_state_dict` and again at the start of :meth:`step`
+    (schedulers and users edit ``param_groups``). A step also refuses sparse
+    or complex gradients, non-floating-point parameters and state of the wrong
+    layout; :meth:`load_state_dict` refuses a state dict whose shapes do not
+    match the parameters. Every check runs before anything is written, so a
+    refused call leaves all parameters and all state as they were.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-2,
+        beta2_decay: float = -0.8,
+        eps: tuple[float, float] = (1e-30, 1e-3),
+        d: float = 1.0,
+        weight_decay: float = 0.0,
+        *,
+        beta1: float | None = None,
+        relative_step: bool = True,
+        scale_parameter: bool = True,
+        factor_dims: str = "last_two",
+        foreach: bool | None = None,
+        maximize: bool = False,
+        stochastic_rounding: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "beta2_decay": beta2_decay,
+            "eps": eps,
+            "d": d,
+            "weight_decay": weight_decay,
+            "beta1": beta1,
+            "relative_step": relative_step,
+            "scale_parameter": scale_parameter,
+            "factor_dims": factor_dims,
+            "foreach": foreach,
+            "maximize": maximize,
+            "stochastic_rounding": stochastic_rounding,
+            "fused": fused,
+        }
+        _check_hyperparameters(defaults, "Adafactor()")
+        if isinstance(eps, list):
+            defaults["eps"] = tuple(eps)
+        #: The ``torch.Generator`` that stochastic rounding draws from (on the
+        #: parameters' device); ``None`` uses torch's default generator.
+        self.generator: torch.Generator | None = None
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("generator", None)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group after checking the options it overrides."""
+        if not isinstance(param_group, dict):
+            raise TypeError(
+                f"param_group must be a dict with a 'params' entry, got {type(param_group).__name__}."
+            )
+        where = f"param group {len(self.param_groups)}"
+        _check_foreign_options(param_group, where)
+        merged = {**self.defaults, **param_group}
+        _check_hyperparameters(merged, where)
+        if isinstance(param_group.get("eps"), list):
+            param_group = {**param_group, "eps": tuple(param_group["eps"])}
+        super().add_param_group(param_group)
+
+    # ------------------------------------------------------------------ state dict
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict saved by :meth:`state_dict`, exactly.
+
+        Everything is checked first (hyperparameters, and the shape of every
+        statistic against its parameter), so a state dict from another model
+        raises a ``ValueError`` naming ``state_dict`` and changes nothing.
+        Statistics keep their saved dtype (torch's loader would cast the
+        float32 statistics of a bfloat16 parameter to bfloat16), and the step
+        counters move to their parameter's device.
+        """
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError("state_dict must be a dict with 'state' and 'param_groups', as state_dict() returns.")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"state_dict has {len(saved_groups)} param groups but this optimizer has "
+                f"{len(self.param_groups)}; load a state dict saved from the same model and grouping."
+            )
+        saved_state = state_dict["state"]
+        for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"state_dict: param group {gi} has {len(saved['params'])} parameters but this optimizer's has "
+                    f"{len(group['params'])}; load a state dict saved from the same model."
+                )
+            _check_foreign_options(saved, f"state_dict: param group {gi}")
+            _check_hyperparameters({**self.defaults, **saved}, f"state_dict: param group {gi}")
+            for pi, (p, key) in enumerate(zip(group["params"], saved["params"])):
+                if key in saved_state:
+                    _check_state(
+                        saved_state[key], p, {**self.defaults, **saved},
+                        f"state_dict: parameter {pi} of param group {gi}", strict_device=False,
+                    )
+        super().load_state_dict(state_dict)
+        # torch's loader casts every floating-point state tensor to the
+        # parameter's dtype and leaves "step" where it was; rebuild each entry
+        # from the saved dict so that it is exact, owned and on the device.
+        for group, saved in zip(self.param_groups, saved_groups):
+            for p, key in zip(group["params"], saved["params"]):
+                if key not in saved_state:
+                    continue
+                state = {}
+                for name, value in saved_state[key].items():
+                    if not torch.is_tensor(value):
+                        state[name] = value
+                    elif name == "step":
+                        state[name] = value.to(device=p.device, dtype=torch.float32, copy=True)
+                    elif name == "nonfinite_skips":
+                        state[name] = value.to(device=p.device, dtype=torch.int64, copy=True)
+                    else:
+                        state[name] = value.to(device=p.device, dtype=_compute_dtype(p.dtype), copy=True)
+                self.state[p] = state
+
+    # ------------------------------------------------------------------ step
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one Adafactor step on every parameter that has a gradient.
+
+        Args:
+            closure: optional callable that re-evaluates the model and returns the loss.
+
+        Returns:
+            The closure's loss, or ``None``.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        # Check everything first: a refused step must leave every parameter
+        # and all state untouched, including those before the bad one.
+        work = []
+        for gi, group in enumerate(self.param_groups):
+            where = f"param group {gi}"
+            _check_foreign_options(group, where)
+            _check_hyperparameters(group, where)
+            params = []
+            for pi, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                self._check_parameter(p, f"parameter {pi} of param group {gi}", group)
+                params.append(p)
+            if group["fused"] and params:
+                _check_fused_group(params, where)
+            work.append((group, params))
+        for group, params in work:
+            if not params:
+                continue
+            if group["fused"]:
+                self._fused_step(group, params)
+                continue
+            for p in params:
+                if not self.state.get(p):
+                    self._init_state(p, group)
+                elif group["beta1"] and "exp_avg" not in self.state[p]:
+                    # beta1 switched on for a parameter with state: start its momentum at 0.
+                    self.state[p]["exp_avg"] = torch.zeros_like(p, dtype=_compute_dtype(p.dtype))
+            states = [self.state[p] for p in params]
+            foreach = group["foreach"]
+            if foreach is None:
+                foreach = all(p.is_cuda for p in params)
+            eps1, eps2 = group["eps"]
+            func = _foreach_adafactor if foreach else _single_tensor_adafactor
+            func(
+                params,
+                [p.grad for p in params],
+                [s["R"] if "R" in s else s["V"] for s in states],
+                [s.get("C") for s in states],
+                [s["step"] for s in states],
+                exp_avgs=[s.get("exp_avg") for s in states],
+                nonfinite_skips=[s["nonfinite_skips"] for s in states],
+                lr=float(group["lr"]),
+                beta2_decay=float(group["beta2_decay"]),
+                eps1=float(eps1),
+                eps2=float(eps2),
+                d=float(group["d"]),
+                weight_decay=float(group["weight_decay"]),
+                beta1=float(group["beta1"]) if group["beta1"] else None,
+                relative_step=group["relative_step"],
+                scale_parameter=group["scale_parameter"],
+                factor_dims=group["factor_dims"],
+                maximize=group["maximize"],
+                stochastic_rounding=group["stochastic_rounding"],
+                generator=self.generator,
+            )
+        return loss
+
+    def _check_parameter(self, p: Tensor, where: str, group: dict[str, Any]) -> None:
+        """Host-side checks of one parameter (dtype, layout, shapes; never values)."""
+        grad = p.grad
+        if torch.is_complex(p) or torch.is_complex(grad):
+            raise TypeError(
+                f"{where} is complex ({p.dtype}); Adafactor is defined for real tensors (transformers would "
+                "silently square the complex gradient). Optimise torch.view_as_real of it as a real parameter."
+            )
+        if not p.is_floating_point():
+            raise TypeError(f"{where} has dtype {p.dtype}; Adafactor needs a floating-point parameter.")
+        if grad.is_sparse or grad.layout != torch.strided:
+            raise ValueError(
+                f"{where} has a sparse gradient ({grad.layout}); Adafactor needs dense gradients "
+                "(for an nn.Embedding, construct it with sparse=False)."
+            )
+        if grad.shape != p.shape or grad.dtype != p.dtype or grad.device != p.device:
+            raise ValueError(
+                f"{where}: its gradient is {tuple(grad.shape)} {grad.dtype} on {grad.device} but the parameter is "
+                f"{tuple(p.shape)} {p.dtype} on {p.device}; they must match."
+            )
+        if group["stochastic_rounding"] and p.dtype == torch.bfloat16 and not _same_device(self.generator, p):
+            raise ValueError(
+                f"{where} is on {p.device} but Adafactor.generator (used by stochastic_rounding) is on "
+                f"{self.generator.device}; set generator to a torch.Generator on {p.device}, or to None."
+            )
+        state = self.state.get(p)
+        if state:
+            _check_state(state, p, group, f"the state of {where}", strict_device=True)
+
+    def _init_state(self, p: Tensor, group: dict[str, Any]) -> None:
+        state = self.state[p]
+        cd = _compute_dtype(p.dtype)
+        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+        for name, shape in _state_shapes(p.shape, group).items():
+            state[name] = torch.zeros(shape, dtype=cd, device=p.device)
+        state["nonfinite_skips"] = torch.zeros((), dtype=torch.int64, device=p.device)
+
+    def _fused_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        from optbook.kernels.adafactor_fused import fused_adafactor
+
+        created = [p for p in params if not self.state.get(p)]
+        for p in created:
+            self._init_state(p, group)
+        added_momentum = []
+        if group["beta1"]:
+            for p in params:
+                if "exp_avg" not in self.state[p]:
+                    # beta1 switched on for a parameter with state: start its momentum at 0.
+                    self.state[p]["exp_avg"] = torch.zeros_like(p, dtype=_compute_dtype(p.dtype))
+                    added_momentum.append(p)
+        states = [self.state[p] for p in params]
+        eps1, eps2 = group["eps"]
+        try:
+            # The kernels check their inputs before launching anything, and
+            # with increment_steps=True they store t themselves.
+            fused_adafactor(
+                params,
+                [p.grad for p in params],
+                [s["R"] if "R" in s else s["V"] for s in states],
+                [s.get("C") for s in states],
+                [s["step"] for s in states],
+                lr=float(group["lr"]),
+                decay_exponent=-float(group["beta2_decay"]),
+                eps1=float(eps1),
+                eps2=float(eps2),
+                d=float(group["d"]),
+                weight_decay=float(group["weight_decay"]),
+                relative_step=group["relative_step"],
+                scale_parameter=group["scale_parameter"],
+                maximize=group["maximize"],
+                increment_steps=True,
+                beta1=float(group["beta1"]) if group["beta1"] else None,
+                exp_avgs=[s.get("exp_avg") for s in states],
+                nonfinite_skips=[s["nonfinite_skips"] for s in states],
+            )
+        except Exception:
+            for p in created:
+                del self.state[p]
+            for p in added_momentum:
+                self.state[p].pop("exp_avg", None)
+            raise
+
+
+# ---------------------------------------------------------------------- functional form
+
+
+def _single_tensor_adafactor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    stats_r: list[Tensor],
+    stats_c: list[Tensor | None],
+    steps: list[Tensor],
+    *,
+    exp_avgs: list[Tensor | None],
+    nonfinite_skips: list[Tensor],
+    lr: float,
+    beta2_decay: float,
+    eps1: float,
+    eps2: float,
+    d: float,
+    weight_decay: float,
+    beta1: float | None,
+    relative_step: bool,
+    scale_parameter: bool,
+    factor_dims: str,
+    maximize: bool,
+    stochastic_rounding: bool,
+    generator: torch.Generator | None,
+) -> None:
+    """One step, one tensor at a time (the arguments are described in the module docstring)."""
+    options = dict(
+        lr=lr, beta2_decay=beta2_decay, eps1=eps1, eps2=eps2, d=d, weight_decay=weight_decay, beta1=beta1,
+        relative_step=relative_step, scale_parameter=scale_parameter, maximize=maximize,
+        stochastic_rounding=stochastic_rounding, generator=generator,
+    )
+    for i, p in enumerate(params):
+        pair = _factor_pair(p.shape, factor_dims) if stats_c[i] is not None else None
+        _step_stack(
+            [p], [grads[i]], [stats_r[i]], [stats_c[i]], [exp_avgs[i]], [steps[i]], [nonfinite_skips[i]], pair,
+            **options,
+        )
+
+
+def _foreach_adafactor(
+    params: list[Tensor],
+    grads: list[Tensor],
+    stats_r: list[Tensor],
+    stats_c: list[Tensor | None],
+    steps: list[Tensor],
+    *,
+    exp_avgs: list[Tensor | None],
+    nonfinite_skips: list[Tensor],
+    lr: float,
+    beta2_decay: float,
+    eps1: float,
+    eps2: float,
+    d: float,
+    weight_decay: float,
+    beta1: float | None,
+    relative_step: bool,
+    scale_parameter: bool,
+    factor_dims: str,
+    maximize: bool,
+    stochastic_rounding: bool,
+    generator: torch.Generator | None,
+) -> None:
+    """One step, batched over the tensors of each shape, dtype and device (see the module docstring)."""
+    options = dict(
+        lr=lr, beta2_decay=beta2_decay, eps1=eps1, eps2=eps2, d=d, weight_decay=weight_decay, beta1=beta1,
+        relative_step=relative_step, scale_parameter=scale_parameter, maximize=maximize,
+        stochastic_rounding=stochastic_rounding, generator=generator,
+    )
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(params):
+        pair = _factor_pair(p.shape, factor_dims) if stats_c[i] is not None else None
+        key = (p.device, p.dtype, tuple(p.shape), pair, beta1 is not None and exp_avgs[i] is not None)
+        groups.setdefault(key, []).append(i)
+    for (_, _, _, pair, _), idx in groups.items():
+        _step_stack(
+            [params[i] for i in idx],
+            [grads[i] for i in idx],
+            [stats_r[i] for i in idx],
+            [stats_c[i] for i in idx],
+            [exp_avgs[i] for i in idx],
+            [steps[i] for i in idx],
+            [nonfinite_skips[i] for i in idx],
+            pair,
+            **options,
+        )
+
+
+def _step_stack(
+    params: list[Tensor],
+    grads: list[Tensor],
+    stats_r: list[Tensor],
+    stats_c: list[Tensor | None],
+    exp_avgs: list[Tensor | None],
+    steps: list[Tensor],
+    skips: list[Tensor],
+    pair: tuple[int, int] | None,
+    *,
+    lr: float,
+    beta2_decay: float,
+    eps1: float,
+    eps2: float,
+    d: float,
+    weight_decay: float,
+    beta1: float | None,
+    relative_step: bool,
+    scale_parameter: bool,
+    maximize: bool,
+    stochastic_rounding: bool,
+    generator: torch.Generator | None,
+) -> None:
+    r"""One step of ``k`` tensors of one shape, dtype and device, as one stack.
+
+    Every per-tensor scalar (:math:`t`, :math:`\rho_t`, :math:`\alpha_t`, the
+    clipping divisor, the finite flag) is a length-``k`` tensor on the device;
+    nothing is read back to the host.
+    """
+    k = len(params)
+    p0 = params[0]
+    shape = tuple(p0.shape)
+    cd = _compute_dtype(p0.dtype)
+    torch._foreach_add_(steps, 1.0)
+    numel = p0.numel()
+    if numel == 0:
+        return  # nothing to update; the statistics of an empty tensor stay as they are
+
+    # The schedules, in float64 whatever the parameter's dtype (torch computes
+    # them as Python floats), then rounded once to the statistics dtype.
+    if k == 1:
+        t = steps[0].reshape(1).double()
+        w = t.pow(beta2_decay)  # a one-element pow takes the scalar path, like each of _foreach_pow's
+    else:
+        t = torch.stack(steps).double()
+        # Per tensor: a vectorised pow rounds differently from the scalar one,
+        # and the two paths must agree bit for bit.
+        w = torch.stack(torch._foreach_pow(list(t.unbind(0)), beta2_decay))
+    beta2hat = torch.rsub(w, 1.0)  # w = 1 - beta2hat_t = t^tau
+    # rho_t = min(lr, 1/sqrt(t)): on a CPU torch's rsqrt is a correctly rounded
+    # sqrt and division, so this equals torch's Python-float min(lr, 1 / t**0.5)
+    # (a GPU's rsqrt may differ from it by an ulp).
+    rho: Tensor | float = t.rsqrt_().clamp_(max=lr) if relative_step else lr
+    if cd != torch.float64:
+        w, beta2hat = w.to(cd), beta2hat.to(cd)
+        rho = rho.to(cd) if relative_step else rho
+    owned = k > 1  # slabs of a stack of k > 1 tensors are our own copies
+    sign = 1.0 if maximize else -1.0
+
+    if pair is not None:
+        i, j = pair
+        I, J = i + 1, j + 1  # the same dims in a stack
+        n, m = shape[i], shape[j]
+        chunks = _chunks(shape, i, p0.device)
+        # Pass 1 over G: row and column sums of G^2 (+ eps1 below).
+        rows, col = [], None
+        for r0, rc in chunks:
+            sq = _gather(grads, i, r0, rc, cd).square_() if p0.dtype != cd else _gather(grads, i, r0, rc).square()
+            rows.append(sq.sum(J))
+            part = sq.sum(I)
+            col = part if col is None else col.add_(part)
+        row = (rows[0] if len(rows) == 1 else torch.cat(rows, I)).add_(m * eps1)
+        col = col.add_(n * eps1)
+        # NaN or inf anywhere in G, or an overflowing sum of squares, makes the
+        # total non-finite: one flag per tensor, decided on the device.
+        finite = row.sum(dim=tuple(range(1, row.ndim))) < math.inf  # False for inf and NaN
+        view = (k,) + (1,) * (row.ndim - 1)  # a per-tensor vector against R and C
+        f_, b_, w_ = finite.view(view), beta2hat.view(view), w.view(view)
+        # For one tensor R and C are views of the state, updated in place.
+        R, C = _stack(stats_r), _stack(stats_c)
+        torch.where(f_, R * b_ + row * w_, R, out=R)
+        torch.where(f_, C * b_ + col * w_, C, out=C)
+        if k > 1:
+            _unstack_into(stats_r, R)
+            _unstack_into(stats_c, C)
+        # 1/sqrt(V_ij) = sqrt(1^T R) / sqrt(R_i) * 1/sqrt(C_j). Each factor is
+        # a normal number (R_i >= m eps1, C_j >= n eps1), never the possibly
+        # subnormal R_i / 1^T R.
+        rowf = R.rsqrt().mul_(R.sum(dim=I, keepdim=True).sqrt_())
+        colf = C.rsqrt().unsqueeze(I)
+        # Pass 2 over G: sum(U^2) = sum_i rowf_i^2 ||G_i. / sqrt(C)||^2, without
+        # forming U. A skipped tensor may give NaN here; its scale is zeroed below.
+        tn2 = [
+            torch.linalg.vector_norm(_gather(grads, i, r0, rc, cd) * colf, dim=J).square_() for r0, rc in chunks
+        ]
+        tn2 = tn2[0] if len(tn2) == 1 else torch.cat(tn2, I)
+        usq = tn2.mul_(rowf.square()).sum(dim=tuple(range(1, rowf.ndim)))
+    else:
+        chunks = None
+        G = grads[0].reshape(1, -1) if k == 1 else torch.stack(grads).reshape(k, -1)
+        finite = torch.linalg.vector_norm(G, dim=1, dtype=cd) < math.inf
+        U = _masked(G, finite, cd, owned)
+        V = _stack(stats_r).view(k, -1)
+        g2 = U.square().add_(eps1)  # G^2 + eps1
+        torch.where(finite[:, None], V * beta2hat[:, None] + g2 * w[:, None], V, out=V)
+        if k > 1:
+            _unstack_into(stats_r, V.view((k,) + shape))
+        U.mul_(V.rsqrt())  # U = G / sqrt(V)
+        usq = torch.linalg.vector_norm(U, dim=1).square_()
+        U = U.view((k,) + shape)
+
+    clip = usq.div_(numel).sqrt_().div_(d).clamp_(min=1.0)  # max(1, RMS(U)/d)
+    if scale_parameter:
+        norms = torch._foreach_norm(params, 2, dtype=None if p0.dtype == cd else cd)
+        norm = norms[0].reshape(1) if k == 1 else torch.stack(norms)
+        alpha = norm.div_(math.sqrt(numel)).clamp_(min=eps2).mul_(rho)
+    elif relative_step:
+        alpha = rho
+    else:
+        alpha = torch.full_like(clip, lr)
+    skipped = ~finite
+    decay = weight = minus = None
+    if weight_decay != 0:
+        decay = torch.full_like(clip, 1.0 - lr * weight_decay).masked_fill_(skipped, 1.0)
+    if beta1 is None:
+        # X <- X - alpha U_hat (+ with maximize: the sign goes into addcmul's value);
+        # zero for a skipped tensor.
+        scale = (alpha / clip).masked_fill_(skipped, 0.0)
+    else:
+        # M_t = beta1 M + (1 - beta1) alpha U_hat, U_hat of the signed gradient; X <- X - M_t.
+        scale = (alpha / clip).mul_(-sign).masked_fill_(skipped, 0.0)
+        weight = torch.full_like(clip, 1.0 - beta1).masked_fill_(skipped, 0.0)
+        minus = torch.full_like(clip, -1.0).masked_fill_(skipped, 0.0)
+
+    def apply(xs: list[Tensor], update: Tensor, factor: Tensor, moms: list[Tensor] | None) -> None:
+        # xs <- decay * xs + update * factor, or through the momentum, in the
+        # statistics dtype, then rounded once into a low-precision parameter.
+        # (One tensor: the same in-place ops that torch._foreach_* runs per
+        # tensor on a CPU, without building lists.)
+        work = xs if p0.dtype == cd else [x.to(cd) for x in xs]
+        if k == 1:
+            x = work[0]
+            if decay is not None:
+                x.mul_(decay[0])
+            if moms is None:
+                x.addcmul_(update[0], factor[0], value=sign)
+            else:
+                moms[0].lerp_(update[0].mul_(factor[0]), weight[0])
+                x.addcmul_(moms[0], minus[0])
+        else:
+            if decay is not None:
+                torch._foreach_mul_(work, list(decay.unbind(0)))
+            if moms is None:
+                torch._foreach_addcmul_(work, list(update.unbind(0)), list(factor.unbind(0)), value=sign)
+            else:
+                update.mul_(factor)
+                torch._foreach_lerp_(moms, list(update.unbind(0)), list(weight.unbind(0)))
+                torch._foreach_addcmul_(work, moms, list(minus.unbind(0)))
+        if work is not xs:
+            if stochastic_rounding and p0.dtype == torch.bfloat16:
+                for x, y in zip(xs, work):
+                    x.copy_(_stochastic_round_to_bfloat16(y, generator))
+            else:
+                torch._foreach_copy_(xs, work)
+
+    if chunks is None:
+        apply(list(params), U, scale.view((k,) + (1,) * len(shape)), None if beta1 is None else list(exp_avgs))
+    else:
+        # Pass 3 over G (and X): the update, slab by slab.
+        rowscale = rowf.mul_(scale.view(view)).unsqueeze(J)
+        for r0, rc in chunks:
+            update = _masked(_gather(grads, i, r0, rc), finite, cd, owned)
+            update.mul_(rowscale if rc == n else rowscale.narrow(I, r0, rc))
+            xs = params if rc == n else [p.narrow(i, r0, rc) for p in params]
+            moms = None if beta1 is None else (exp_avgs if rc == n else [mm.narrow(i, r0, rc) for mm in exp_avgs])
+            apply(list(xs), update, colf, moms)
+    if k == 1:
+        skips[0].add_(skipped[0])
+    else:
+        torch._foreach_add_(skips, list(skipped.unbind(0)))
+
+
+# CPU steps work through a factored tensor in slabs of about this many
+# entries, so that every temporary stays in cache and no full-size tensor is
+# ever allocated (a fresh full-size allocation costs as much as several
+# passes over memory: page faults). On a GPU the whole tensor is one slab.
+_CPU_CHUNK = 1 << 17
+
+
+def _chunks(shape: tuple[int, ...], i: int, device: torch.device) -> list[tuple[int, int]]:
+    """``(start, length)`` slabs along dim ``i``; they depend on the shape only, never on k."""
+    n = shape[i]
+    if device.type != "cpu" or n == 0:
+        return [(0, n)]
+    per_row = math.prod(shape) // n
+    rows = max(1, _CPU_CHUNK // max(per_row, 1))
+    return [(r0, min(rows, n - r0)) for r0 in range(0, n, rows)]
+
+
+def _gather(tensors: Sequence[Tensor], dim: int, start: int, length: int, dtype: torch.dtype | None = None) -> Tensor:
+    """The stack of one slab of every tensor: a view for one tensor, a copy of the slab for several.
+
+    With ``dtype``, the slab converted to it (always a copy).
+    """
+    if len(tensors) == 1:
+        t = tensors[0]
+        if length != t.shape[dim]:
+            t = t.narrow(dim, start, length)
+        t = t.unsqueeze(0)
+        return t if dtype is None or t.dtype == dtype else t.to(dtype)
+    out = torch.stack([t.narrow(dim, start, length) for t in tensors])
+    return out if dtype is None else out.to(dtype)
+
+
+def _stack(tensors: Sequence[Tensor]) -> Tensor:
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(list(tensors))
+
+
+def _unstack_into(tensors: Sequence[Tensor], stack: Tensor) -> None:
+    if len(tensors) == 1:
+        tensors[0].copy_(stack[0])
+    else:
+        torch._foreach_copy_(list(tensors), list(stack.unbind(0)))
+
+
+def _masked(G: Tensor, finite: Tensor, cd: torch.dtype, owned: bool) -> Tensor:
+    """G in the statistics dtype with skipped tensors zeroed; never writes into p.grad."""
+    mask = finite.view((-1,) + (1,) * (G.dim() - 1))
+    if G.dtype != cd or owned:
+        return G.to(cd).masked_fill_(~mask, 0.0)  # a copy (or our own stack)
+    return torch.where(mask, G, 0.0)
+
+
+def _stochastic_round_to_bfloat16(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """float32 -> float32 values exactly representable in bfloat16, rounded stochastically.
+
+    Adding 16 uniform random bits below bfloat16's last mantissa bit and
+    truncating rounds up with probability equal to the dropped fraction of an
+    ulp, so the rounding is unbiased. Works on the bit pattern (sign and
+    magnitude), so negative numbers round away from zero with the same
+    probability. A value already in bfloat16 (low bits 0) is returned as is.
+    """
+    x = x.contiguous()
+    noise = torch.randint(0, 1 << 16, x.shape, dtype=torch.int32, device=x.device, generator=generator)
+    bits = x.view(torch.int32).add(noise).bitwise_and_(-65536)  # 0xFFFF0000
+    return bits.view(torch.float32)
+
+
+def _same_device(generator: torch.Generator | None, p: Tensor) -> bool:
+    """True if ``generator`` (None: torch's default for p's device) can draw random numbers for ``p``."""
+    if generator is None:
+        return True
+    g, d = generator.device, p.device
+    return g.type == d.type and (g.index is None or d.index is None or g.index == d.index)
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in _LOW_PRECISION else dtype
+
+
+def _factor_pair(shape: Sequence[int], factor_dims: str) -> tuple[int, int] | None:
+    """The two factored dims ``(i, j)``, ``i < j``, or ``None`` for rank < 2."""
+    rank = len(shape)
+    if rank < 2:
+        return None
+    if factor_dims == "last_two":
+        return rank - 2, rank - 1
+    # Ties go to the later dim, as np.argsort orders them in optax.
+    order = sorted(range(rank), key=lambda k: (shape[k], k))
+    i, j = sorted(order[-2:])
+    return i, j
+
+
+def _state_shapes(shape: Sequence[int], group: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Expected shape of every statistic of a parameter of ``shape`` under ``group``'s options."""
+    shape = tuple(shape)
+    pair = _factor_pair(shape, group["factor_dims"])
+    if pair is None:
+        shapes = {"V": shape}
+    else:
+        i, j = pair
+        shapes = {"R": shape[:j] + shape[j + 1:], "C": shape[:i] + shape[i + 1:]}
+    if group["beta1"]:
+        shapes["exp_avg"] = shape
+    return shapes
+
+
+def _check_state(state: dict[str, Any], p: Tensor, group: dict[str, Any], where: str, *, strict_device: bool) -> None:
+    """The layout of one parameter's state (shapes, dtypes, devices; never values)."""
+    expected = _state_shapes(p.shape, group)
+    optional = {"exp_avg"}  # created at the next step if beta1 was switched on later
+    known = set(expected) | {"step", "nonfinite_skips", "exp_avg"}
+    for name in state:
+        if name not in known:
+            raise ValueError(
+                f"{where} has an entry {name!r}, which optbook.Adafactor does not keep (it expects "
+                f"{sorted(known)}); the state belongs to another optimizer or to factor_dims other than "
+                f"{group['factor_dims']!r}."
+            )
+    cd = _compute_dtype(p.dtype)
+    for name, shape in expected.items():
+        value = state.get(name)
+        if value is None and name in optional:
+            continue
+        if not torch.is_tensor(value) or tuple(value.shape) != shape or not value.is_floating_point():
+            got = (tuple(value.shape), value.dtype) if torch.is_tensor(value) else value
+            raise ValueError(
+                f"{where} (shape {tuple(p.shape)}, {p.dtype}) has {name}={got!r} but needs a floating-point tensor "
+                f"of shape {shape}; it belongs to a different model or factor_dims. Load the matching state_dict "
+                "or start from a fresh optimizer."
+            )
+        if strict_device and (value.dtype != cd or value.device != p.device):
+            raise ValueError(
+                f"{where} has {name} as {value.dtype} on {value.device}; it must be {cd} on {p.device} "
+                "(use load_state_dict, which converts it)."
+            )
+    for name, dtypes in (("step", (torch.float32,)), ("nonfinite_skips", (torch.int64,))):
+        value = state.get(name)
+        ok = torch.is_tensor(value) and value.numel() == 1 and (not strict_device or value.dtype in dtypes)
+        if ok and strict_device:
+            ok = value.device == p.device and value.dim() == 0
+        if not ok:
+            raise ValueError(
+                f"{where} has {name}={value!r}; it must be a one-element tensor"
+                + (f" of dtype {dtypes[0]} on {p.device}" if strict_device else "")
+                + "."
+            )
+
+
+def _check_fused_group(params: list[Tensor], where: str) -> None:
+    """The fused kernels' requirements, checked before anything in the step is written."""
+    for p in params:
+        if p.dtype not in _FUSED_DTYPES:
+            raise ValueError(
+                f"{where} has fused=True, but a parameter has dtype {p.dtype}; the fused kernels take float32, "
+                "bfloat16 and float16. Put it in a group with fused=False."
+            )
+    try:
+        from optbook.kernels.adafactor_fused import INTERPRET
+    except ImportError as exc:
+        raise ValueError(
+            f"{where} has fused=True, but the fused kernels cannot be imported ({exc}); they need triton "
+            "(the 'gpu' extra). Use fused=False."
+        ) from None
+    devices = {p.device for p in params}
+    if len(devices) > 1:
+        raise ValueError(
+            f"{where} has fused=True and parameters on {sorted(map(str, devices))}; the fused step needs one "
+            "device per group. Split the group by device or use fused=False."
+        )
+    device = params[0].device
+    if device.type != "cuda" and not INTERPRET:
+        raise ValueError(
+            f"{where} has fused=True on {device}; the fused kernels run on CUDA tensors (or on CPU "
+            "tensors with TRITON_INTERPRET=1 set before triton is imported). Use fused=False here."
+        )
+
+
+def _is_real(value: Any) -> bool:
+    if type(value) in (float, int):  # the common case, without the slow ABC check
+        return True
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _check_foreign_options(group: dict[str, Any], where: str) -> None:
+    for name, hint in _FOREIGN_OPTIONS.items():
+        if name in group:
+            raise ValueError(f"{where} sets {name!r}, which optbook.Adafactor does not read; use {hint}.")
+
+
+def _check_hyperparameters(group: dict[str, Any], where: str) -> None:
+    """Raise a ValueError/TypeError naming the first bad option of ``group``."""
+    for name in ("lr", "beta2_decay", "d", "weight_decay"):
+        value = group[name]
+        if not _is_real(value):
+            hint = " (a Tensor lr is not supported: pass a float)" if name == "lr" and torch.is_tensor(value) else ""
+            raise TypeError(f"{where}: {name} must be a real number, got {value!r} ({type(value).__name__}){hint}.")
+    eps = group["eps"]
+    if not (isinstance(eps, (tuple, list)) and len(eps) == 2):
+        raise TypeError(f"{where}: eps must be a pair (eps1, eps2), got {eps!r}; the paper uses (1e-30, 1e-3).")
+    for name, value in zip(("eps1", "eps2"), eps):
+        if value is None:
+            raise ValueError(
+                f"{where}: eps[{0 if name == 'eps1' else 1}] ({name}) is None; torch.optim.Adafactor reads None as "
+                "'clamp at finfo(dtype).eps', which damps small gradients. Pass eps=(1e-30, 1e-3), the paper's values."
+            )
+        if not _is_real(value):
+            raise TypeError(f"{where}: eps must hold two real numbers, got {name}={value!r}.")
+    for name in ("relative_step", "scale_parameter", "maximize", "stochastic_rounding"):
+        if not isinstance(group[name], bool):
+            raise TypeError(f"{where}: {name} must be True or False, got {group[name]!r}.")
+    for name in ("foreach", "fused"):
+        if group[name] is not None and not isinstance(group[name], bool):
+            raise TypeError(f"{where}: {name} must be True, False or None, got {group[name]!r}.")
+    if group["factor_dims"] not in _FACTOR_DIMS:
+        raise ValueError(
+            f"{where}: factor_dims must be 'last_two' (torch, transformers) or 'two_largest' (optax, big_vision), "
+            f"got {group['factor_dims']!r}."
+        )
+    beta1 = group["beta1"]
+    if beta1 is not None and not _is_real(beta1):
+        raise TypeError(f"{where}: beta1 must be a real number in [0, 1) or None, got {beta1!r}.")
+    lr, tau, d, wd = (group[k] for k in ("lr", "beta2_decay", "d", "weight_decay"))
+    eps1, eps2 = eps
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(
+            f"{where}: lr must be finite and >= 0, got {lr}; with relative_step=True it caps "
+            "rho_t = min(lr, 1/sqrt(t)), and the paper uses 1e-2."
+        )
+    if not -1 <= tau < 0:
+        hint = f" (a positive decay exponent c is beta2_decay=-c, here {-tau})" if 0 < tau <= 1 else ""
+        raise ValueError(
+            f"{where}: beta2_decay must lie in [-1, 0) so that beta2hat_t = 1 - t^beta2_decay tends to 1 without "
+            f"freezing on the first gradients, got {tau}{hint}; the paper uses -0.8."
+        )
+    if not (math.isfinite(eps1) and eps1 >= _EPS1_MIN):
+        raise ValueError(
+            f"{where}: eps[0] (eps1) must be finite and >= {_EPS1_MIN:.3g} (the smallest normal float32), got {eps1}; "
+            "it is added to G^2 so that a zero gradient never divides 0 by 0. The paper uses 1e-30."
+        )
+    if not (math.isfinite(eps2) and eps2 > 0):
+        raise ValueError(
+            f"{where}: eps[1] (eps2) must be finite and > 0, got {eps2}; without it a parameter that starts at "
+            "zero never moves. The paper uses 1e-3."
+        )
+    if not d > 0:
+        raise ValueError(
+            f"{where}: d (clipping threshold) must be > 0, got {d}; the paper uses 1, and d=float('inf') "
+            "turns clipping off."
+        )
+    if not (math.isfinite(wd) and wd >= 0):
+        raise ValueError(f"{where}: weight_decay must be finite and >= 0, got {wd}; 0 turns it off.")
+    if not lr * wd < 1:
+        raise ValueError(
+            f"{where}: lr * weight_decay must be < 1, got {lr} * {wd} = {lr * wd}; the decay factor "
+            "1 - lr * weight_decay would zero or flip every parameter."
+        )
+    if beta1 is not None and not (math.isfinite(beta1) and 0 <= beta1 < 1):
+        raise ValueError(f"{where}: beta1 must lie in [0, 1) or be None (no momentum), got {beta1}.")
+    if group["fused"]:
+        unsupported = [
+            name
+            for name, bad in (
+                ("foreach=True", group["foreach"] is True),
+                ("factor_dims='two_largest'", group["factor_dims"] != "last_two"),
+                ("stochastic_rounding=True", group["stochastic_rounding"]),
+            )
+            if bad
+        ]
+        if unsupported:
+            raise ValueError(
+                f"{where}: fused=True does not support {', '.join(unsupported)}; the fused kernels compute the "
+                "paper's iteration (with optional momentum), factor the last two dims and round to nearest. "
+                "Use fused=None for these options."
+            )
