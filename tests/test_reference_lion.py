@@ -95,11 +95,18 @@ def test_weight_decay_term_is_lr_lambda_theta(x, lam, lr):
 
 
 @given(
-    grads=st.lists(st.lists(st.floats(-1e3, 1e3), min_size=3, max_size=3), min_size=1, max_size=6),
+    # Entries are 0 or of magnitude > 1e-200: then every product with 2^k and the
+    # betas stays a normal float. Subnormal inputs (found by hypothesis: 5e-324)
+    # underflow to 0 inside (1 - beta) g, where the sign is genuinely lost.
+    grads=st.lists(
+        st.lists(st.floats(-1e3, 1e3).filter(lambda v: v == 0 or abs(v) > 1e-200), min_size=3, max_size=3),
+        min_size=1,
+        max_size=6,
+    ),
     k=st.integers(-30, 30),
 )
 def test_lion_ignores_the_gradient_scale(grads, k):
-    """sign(c * x) = sign(x) for c > 0; c = 2^k keeps every product exact."""
+    """sign(c * x) = sign(x) for c > 0; c = 2^k keeps every product of normal floats exact."""
     c = 2.0**k
     x1 = x2 = np.ones(3)
     s1 = s2 = None
