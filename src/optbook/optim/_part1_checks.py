@@ -87,3 +87,35 @@ def check_state(state: dict[str, Any], p: Tensor, where: str, tensors: tuple[str
         step = state.get("step")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"the state of {where} has step={step!r}; it must be an int >= 0.")
+
+
+def checked_work(
+    optimizer: torch.optim.Optimizer,
+    closure,
+    name: str,
+    options: dict[str, str],
+    state_tensors: tuple[str, ...],
+    has_step: bool,
+) -> tuple[Any, list[tuple[Tensor, dict[str, Any]]]]:
+    """Validate every group, run the closure, then validate every gradient and state.
+
+    Returns ``(loss, work)`` with ``work`` the ``(param, group)`` pairs to update.
+    Everything that can be refused is refused here, before the caller writes
+    anything, so a rejected step leaves parameters and state as they were.
+    """
+    for i, group in enumerate(optimizer.param_groups):
+        check_group(group, f"param group {i}", options)
+    loss = None
+    if closure is not None:
+        with torch.enable_grad():
+            loss = closure()
+    work = []
+    for i, group in enumerate(optimizer.param_groups):
+        for j, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            where = f"parameter {j} of param group {i}"
+            check_gradient(p, where, name)
+            check_state(optimizer.state.get(p, {}), p, where, state_tensors, has_step=has_step)
+            work.append((p, group))
+    return loss, work

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from optbook.optim._part1_checks import check_gradient, check_group, check_state
+from optbook.optim._part1_checks import check_group, checked_work
 
 __all__ = ["Lion"]
 
@@ -95,21 +95,7 @@ class Lion(Optimizer):
         Returns:
             The closure's loss, or ``None``.
         """
-        for i, group in enumerate(self.param_groups):
-            check_group(group, f"param group {i}", _OPTIONS)
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        work = []
-        for i, group in enumerate(self.param_groups):
-            for j, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
-                where = f"parameter {j} of param group {i}"
-                check_gradient(p, where, "Lion")
-                check_state(self.state.get(p, {}), p, where, ("exp_avg",), has_step=False)
-                work.append((p, group))
+        loss, work = checked_work(self, closure, "Lion", _OPTIONS, ("exp_avg",), has_step=False)
         for p, group in work:
             self._update(p, group)
         return loss

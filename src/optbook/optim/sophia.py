@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from optbook.notation import symbol
-from optbook.optim._part1_checks import check_gradient, check_group, check_state
+from optbook.optim._part1_checks import check_group, check_state, checked_work
 from optbook.reference import _checks
 
 __all__ = ["Sophia", "hutchinson", "gauss_newton_bartlett"]
@@ -267,21 +267,7 @@ class Sophia(Optimizer):
         Returns:
             The closure's loss, or ``None``.
         """
-        for i, group in enumerate(self.param_groups):
-            check_group(group, f"param group {i}", _OPTIONS)
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        work = []
-        for i, group in enumerate(self.param_groups):
-            for j, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
-                where = f"parameter {j} of param group {i}"
-                check_gradient(p, where, "Sophia")
-                check_state(self.state.get(p, {}), p, where, ("exp_avg", "hessian"), has_step=True)
-                work.append((p, group))
+        loss, work = checked_work(self, closure, "Sophia", _OPTIONS, ("exp_avg", "hessian"), has_step=True)
         due = [p for p, group in work if self.state.get(p, {}).get("step", 0) % group["k"] == 0]
         refresh = []
         if due and self.hessian_estimator is not None:
