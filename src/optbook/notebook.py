@@ -4,6 +4,11 @@
 uses, pins torch to one thread (so floating-point reductions happen in the
 same order on every machine), fixes NumPy's print format so printed values are
 rounded, and sets a consistent figure style.
+
+``optbook.notebook.glue()`` hands a computed number to the prose. It rounds a
+float to ``GLUE_DIGITS`` significant digits first: the last bits of a result
+depend on which SIMD kernels the CPU picked, and a stored output must be the
+same on every machine (``tests/test_stored_outputs.py`` checks that).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import random
 import numpy as np
 
 DEFAULT_SEED = 0
+GLUE_DIGITS = 6
 
 
 def setup(seed: int = DEFAULT_SEED, *, precision: int = 4) -> np.random.Generator:
@@ -58,3 +64,34 @@ def _use_inline_figures() -> None:
     shell = get_ipython()
     if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
         shell.run_line_magic("matplotlib", "inline")
+
+
+def rounded(value, digits: int = GLUE_DIGITS):
+    """``value`` as a plain Python number, a float rounded to ``digits`` significant digits.
+
+    NumPy scalars become Python scalars (their ``repr`` would leak into the
+    page), integers and booleans stay exact, anything else is returned as is.
+    """
+    import numbers
+
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        x = float(value)
+        if not np.isfinite(x) or x == 0.0:
+            return x
+        return float(f"{x:.{digits}g}")
+    return value
+
+
+def glue(name: str, value, *, digits: int = GLUE_DIGITS, display: bool = False) -> None:
+    """``myst_nb.glue`` of ``rounded(value, digits)``, hidden from the cell's output by default.
+
+    Six significant digits are more than any sentence of the book shows, and far
+    coarser than the last-bit differences between CPUs.
+    """
+    from myst_nb import glue as _glue
+
+    _glue(name, rounded(value, digits), display=display)

@@ -576,9 +576,21 @@ def test_pages_read_straight_from_disk(browser):
 
 def test_search_finds_a_known_term(page, network, base_url):
     page.goto(f"{base_url}search.html?q={SEARCH_TERM}")
-    page.wait_for_selector("#search-results ul.search li a", timeout=20_000)
+    # Sphinx lists hits one by one on a timer and writes the summary line
+    # ("Search finished, found N page(s) ...") only after the last one, so
+    # wait for that line; reading the list at its first entry races.
+    page.wait_for_function(
+        """() => {
+            const s = document.querySelector('#search-results p.search-summary');
+            return s !== null && /Search finished|did not match/.test(s.innerText);
+        }""",
+        timeout=30_000,
+    )
     hits = [urlsplit(urljoin(page.url, a.get_attribute("href"))).path for a in page.locator("#search-results ul.search li a").all()]
     screenshot(page, "search")
+    summary = page.locator("#search-results p.search-summary").inner_text()
+    found = re.search(r"found (\d+) page", summary)
+    assert found and int(found.group(1)) == len(hits), (summary, hits)
     assert "/book/intro.html" in hits, hits
     assert not network.blocked and not network.failed and not network.bad_status
     assert not page.console.errors, page.console.errors

@@ -1,0 +1,33 @@
+"""optbook.notebook.glue stores CPU-independent values."""
+
+import numpy as np
+import pytest
+
+from optbook.notebook import rounded
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (0.19370490012724012, 0.193705),
+        (np.float64(31.622776601683782), 31.6228),
+        (np.float32(0.1), 0.1),
+        (-2.5e-7, -2.5e-7),
+        (0.0, 0.0),
+        (np.int64(20000), 20000),
+        (True, True),
+        ("Adam", "Adam"),
+    ],
+)
+def test_rounded(value, expected):
+    got = rounded(value)
+    assert got == expected and type(got) is type(expected)
+
+
+def test_rounding_hides_last_bit_noise():
+    x = 0.19370490012724012
+    assert rounded(x) == rounded(x * (1 + 4e-16)) == rounded(np.nextafter(x, 1.0))
+
+
+def test_non_finite_pass_through():
+    assert np.isnan(rounded(float("nan"))) and rounded(float("inf")) == float("inf")
