@@ -20,13 +20,14 @@ export HF_HUB_OFFLINE := 1
 CHAPTERS := $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -path '*/_build/*' | sort)
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: help venv mathjax chromium book test test-lib test-notebooks test-book test-browser notebooks lock clean
+.PHONY: help venv mathjax chromium book test test-lib test-notebooks test-kernels test-book test-browser notebooks lock clean
 
 help:
 	@echo "make book       build the HTML book into _build/html (sets up .venv first)"
 	@echo "make test       run everything CI checks: pytest, nbval on every chapter, the -W book build,"
 	@echo "                every page of the built book in headless Chromium with the network blocked"
 	@echo "make test-browser  only the browser test, on the book already in _build/html"
+	@echo "make test-kernels  every chapter under strict nbval with each CPU kernel set this machine can run"
 	@echo "make notebooks  re-execute every chapter in place (authors), then strip volatile metadata"
 	@echo "make lock       re-resolve requirements.in into requirements-lock.txt and environment.yml"
 
@@ -68,9 +69,27 @@ book: $(STAMP) $(MATHJAX)
 test-lib: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider -q -n 2
 
+# Strict nbval, twice: under the kernels this CPU picks, and under the baseline
+# kernel set (SSE3-era OpenBLAS, scalar ATen, generic numba), which every x86-64
+# CPU runs. A stored output that shows CPU-dependent last bits fails one of the
+# two. `make test-kernels` runs every kernel set of tools/kernel_sets.py.
+NBVAL := $(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with tools/nbval-sanitize.cfg \
+	-p no:cacheprovider -q -n 2 --dist loadfile
+KERNEL_SETS := native baseline haswell sandybridge-npbase zen skylakex
+
 test-notebooks: $(STAMP)
-	$(BIN)/python -m pytest --nbval $(CHAPTERS) --nbval-current-env --nbval-sanitize-with tools/nbval-sanitize.cfg \
-		-p no:cacheprovider -q -n 2 --dist loadfile
+	@status=0; \
+	for set in native baseline; do \
+		$(BIN)/python tools/kernel_sets.py run $$set -- $(NBVAL) $(CHAPTERS) || status=1; \
+	done; exit $$status
+
+# For authors before committing a chapter (CHAPTERS=book/part2/04_worked_example.ipynb
+# narrows it): every kernel set this CPU can execute; the others are skipped, and said so.
+test-kernels: $(STAMP)
+	@status=0; \
+	for set in $(KERNEL_SETS); do \
+		$(BIN)/python tools/kernel_sets.py run $$set -- $(NBVAL) $(CHAPTERS) || status=1; \
+	done; exit $$status
 
 test-book: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
