@@ -1,5 +1,7 @@
 """Tests of optbook.least_squares against hand values, finite differences and scikit-learn."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,31 @@ def test_diabetes_problem_shapes_and_input_checks():
         ls.loss(np.zeros(2), np.ones((3, 2)), np.ones(4))
     with pytest.raises(ValueError, match="x0 must have shape"):
         ls.problem(np.ones((3, 2)), np.ones(3), x0=np.zeros(3))
+
+
+def test_fixed_order_gives_the_same_values_and_is_the_default_off():
+    a, y = small()
+    w = np.array([1.0, 1.0])
+    assert ls.loss(w, a, y, fixed_order=True) == pytest.approx(2.0 / 3.0)
+    np.testing.assert_allclose(ls.grad(w, a, y, fixed_order=True), [2.0 / 3.0, 2.0 / 3.0])
+    train, test = ls.diabetes_problem(fixed_order=True)
+    plain, _ = ls.diabetes_problem()
+    a, y = train.loss.keywords["a"], train.loss.keywords["y"]
+    assert train.grad.keywords["fixed_order"] and test.loss.keywords["fixed_order"]
+    assert not plain.grad.keywords["fixed_order"]
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        w = rng.standard_normal(a.shape[1])
+        np.testing.assert_allclose(train.grad(w), plain.grad(w), rtol=1e-12, atol=1e-14)
+        assert train.loss(w) == pytest.approx(plain.loss(w), rel=1e-13)
+        # the same sums as an exactly rounded reference, to rounding
+        r = np.array([math.fsum(a[i] * w) for i in range(len(y))]) - y
+        g = np.array([math.fsum(a[:, j] * r) for j in range(a.shape[1])]) / len(y)
+        np.testing.assert_allclose(train.grad(w), g, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(train.minimizer, plain.minimizer)
+
+
+def test_fixed_order_checks_the_shape_of_w():
+    a, y = small()
+    with pytest.raises(ValueError, match="shape"):
+        ls.grad(np.zeros(3), a, y, fixed_order=True)

@@ -316,6 +316,16 @@ def test_train_run_trains_with_sophia_estimates(classification):
     assert again.train_loss == hist.train_loss  # seeded: identical
 
 
+@pytest.mark.parametrize("name", ["Adam", "Sophia"])
+def test_train_run_in_float64_starts_from_the_float32_weights(name):
+    data = tiny_data(True)
+    h32 = px.train_run(name, 1e-2, data, hidden=8, epochs=2, batch_size=16)
+    h64 = px.train_run(name, 1e-2, data, hidden=8, epochs=2, batch_size=16, dtype=torch.float64)
+    again = px.train_run(name, 1e-2, data, hidden=8, epochs=2, batch_size=16, dtype=torch.float64)
+    assert h64.train_loss == again.train_loss  # seeded: identical
+    assert h64.train_loss != h32.train_loss and np.allclose(h64.train_loss, h32.train_loss, rtol=1e-3)
+
+
 def test_train_run_reports_divergence_as_inf():
     hist = px.train_run("SGD", 1e8, tiny_data(False), hidden=8, epochs=3, batch_size=16)
     assert hist.train_loss == [math.inf]

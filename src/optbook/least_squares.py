@@ -62,18 +62,51 @@ def _check(a: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @symbol(r"f(w) = \tfrac{1}{2N}\lVert Aw - y\rVert_2^2", "least-squares loss (half mean squared error)")
-def loss(w: np.ndarray, a: np.ndarray, y: np.ndarray) -> float:
-    r""":math:`f(w) = \frac{1}{2N}\sum_{i=1}^N (a_i^\top w - y_i)^2` for the rows :math:`a_i` of :math:`A`."""
+def loss(w: np.ndarray, a: np.ndarray, y: np.ndarray, *, fixed_order: bool = False) -> float:
+    r""":math:`f(w) = \frac{1}{2N}\sum_{i=1}^N (a_i^\top w - y_i)^2` for the rows :math:`a_i` of :math:`A`.
+
+    ``fixed_order=True`` sums in an order that does not depend on the CPU
+    (see :func:`grad`), so the value is the same to the last bit everywhere.
+    """
     a, y = _check(a, y)
+    if fixed_order:
+        residual = _residual(np.asarray(w, dtype=float), np.ascontiguousarray(a.T), y)
+        return 0.5 * float(np.add.reduce(residual * residual)) / len(y)
     residual = a @ np.asarray(w, dtype=float) - y
     return 0.5 * float(residual @ residual) / len(y)
 
 
 @symbol(r"\nabla f(w) = \tfrac1N A^\top(Aw - y)", "gradient of the least-squares loss")
-def grad(w: np.ndarray, a: np.ndarray, y: np.ndarray) -> np.ndarray:
-    r""":math:`\nabla f(w) = \frac{1}{N} A^\top (A w - y)`."""
+def grad(w: np.ndarray, a: np.ndarray, y: np.ndarray, *, fixed_order: bool = False) -> np.ndarray:
+    r""":math:`\nabla f(w) = \frac{1}{N} A^\top (A w - y)`.
+
+    By default the two products go to BLAS, whose kernels (chosen at run time
+    for the CPU) sum in different orders, so the last bits of the result
+    differ between machines. A long run of a method that amplifies such
+    differences (Adafactor's sign-like steps near the optimum) then ends
+    somewhere else on each machine. ``fixed_order=True`` forms the same sums
+    with element-wise products and NumPy reductions in a fixed order, which
+    gives the same bits on every CPU, at some cost in speed for large ``A``.
+    """
     a, y = _check(a, y)
-    return a.T @ (a @ np.asarray(w, dtype=float) - y) / len(y)
+    if not fixed_order:
+        return a.T @ (a @ np.asarray(w, dtype=float) - y) / len(y)
+    a_t = np.ascontiguousarray(a.T)
+    residual = _residual(np.asarray(w, dtype=float), a_t, y)
+    # each row of A^T times the residual, summed by NumPy's pairwise sum: an order fixed by its C code
+    return np.add.reduce(a_t * residual, axis=1) / len(y)
+
+
+def _residual(w: np.ndarray, a_t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:math:`Aw - y` from the contiguous transpose ``a_t`` of :math:`A`, summed in a fixed order.
+
+    Element-wise products and sums are exactly rounded on every CPU; the
+    reduction over the leading axis adds the columns of :math:`A`, scaled by
+    the entries of :math:`w`, one after another.
+    """
+    if w.shape != (a_t.shape[0],):
+        raise ValueError(f"w must have shape ({a_t.shape[0]},) to match the {a_t.shape[0]} columns of A, got {w.shape}.")
+    return np.add.reduce(a_t * w[:, None], axis=0) - y
 
 
 @symbol(r"H = \tfrac1N A^\top A", "Hessian of the least-squares loss")
@@ -101,10 +134,19 @@ def solution(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(a, y, rcond=None)[0]
 
 
-def problem(a: np.ndarray, y: np.ndarray, *, name: str = "least squares", x0: np.ndarray | None = None) -> Problem:
+def problem(
+    a: np.ndarray,
+    y: np.ndarray,
+    *,
+    name: str = "least squares",
+    x0: np.ndarray | None = None,
+    fixed_order: bool = False,
+) -> Problem:
     """The least-squares :class:`~optbook.problems.Problem` for data ``(a, y)``.
 
     Starts at ``x0`` (zeros by default); ``minimizer`` is :func:`solution`.
+    ``fixed_order=True`` makes ``loss`` and ``grad`` the same to the last bit
+    on every CPU (see :func:`grad`).
     """
     a, y = _check(a, y)
     x0 = np.zeros(a.shape[1]) if x0 is None else np.array(x0, dtype=float, copy=True)
@@ -112,27 +154,30 @@ def problem(a: np.ndarray, y: np.ndarray, *, name: str = "least squares", x0: np
         raise ValueError(f"x0 must have shape ({a.shape[1]},) to match the {a.shape[1]} columns of A, got {x0.shape}.")
     return Problem(
         name=name,
-        loss=partial(loss, a=a, y=y),
-        grad=partial(grad, a=a, y=y),
+        loss=partial(loss, a=a, y=y, fixed_order=fixed_order),
+        grad=partial(grad, a=a, y=y, fixed_order=fixed_order),
         x0=x0,
         minimizer=solution(a, y),
     )
 
 
-def diabetes_problem(*, test_fraction: float = 0.25, seed: int = 0, x0: np.ndarray | None = None) -> tuple[Problem, Problem]:
+def diabetes_problem(
+    *, test_fraction: float = 0.25, seed: int = 0, x0: np.ndarray | None = None, fixed_order: bool = False
+) -> tuple[Problem, Problem]:
     """Least squares on scikit-learn's bundled diabetes data: ``(train, test)`` problems.
 
     Features and target are standardised on the training split
     (:func:`optbook.tasks.diabetes`), so no intercept column is needed: the
     best intercept is zero. Train on the first problem; the second evaluates
     the same weights on the held-out split (its ``minimizer`` is the test
-    set's own least-squares fit, which training never sees).
+    set's own least-squares fit, which training never sees). ``fixed_order``
+    is passed to :func:`problem`.
     """
     from optbook.tasks import diabetes
 
     data = diabetes(test_fraction=test_fraction, seed=seed)
-    train = problem(data.x_train, data.y_train, name="diabetes (train)", x0=x0)
-    test = problem(data.x_test, data.y_test, name="diabetes (test)", x0=train.x0)
+    train = problem(data.x_train, data.y_train, name="diabetes (train)", x0=x0, fixed_order=fixed_order)
+    test = problem(data.x_test, data.y_test, name="diabetes (test)", x0=train.x0, fixed_order=fixed_order)
     return train, test
 
 

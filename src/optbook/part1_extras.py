@@ -786,6 +786,7 @@ def train_run(
     epochs: int = 10,
     batch_size: int = 32,
     seed: int = 0,
+    dtype: torch.dtype | None = None,
     **overrides,
 ):
     """Train a seeded :func:`optbook.tasks.mlp` on ``data`` with optimizer ``name``; return its history.
@@ -796,16 +797,23 @@ def train_run(
     Gauss-Newton-Bartlett for classification, Hutchinson for regression.
     A run that diverges (parameters or gradients stop being finite) is stopped;
     its history then holds a single ``inf`` train and test loss. Returns :class:`optbook.tasks.TrainingHistory`.
+
+    ``dtype`` (default float32) is the dtype of the weights and the data. The
+    initial weights are drawn in float32 and converted, so a float64 run starts
+    from the same point. Chapters that print results of a run use float64: there
+    the rounding differences between CPU kernels start near 1e-16 instead of 1e-7.
     """
     from optbook import tasks
     from optbook.optim.sophia import gauss_newton_bartlett, hutchinson
 
     n_out = data.n_classes or 1
     model = tasks.mlp(data.x_train.shape[1], hidden, n_out, depth=depth, seed=seed)
+    if dtype is not None:
+        model = model.to(dtype)
     params = list(model.parameters())
     optimizer = make_optimizer(name, params, lr, **overrides)
     if name == "Sophia":
-        xtr, ytr, _, _ = data.torch()
+        xtr, ytr, _, _ = data.torch(dtype or torch.float32)
         if not data.n_classes:
             ytr = ytr.reshape(-1, 1)
         gen = torch.Generator().manual_seed(seed + 1)
