@@ -6,8 +6,8 @@ Layout
     NumPy references, one small function per formula, readable line by line
     against the book.
 ``optbook.optim``
-    PyTorch optimizers, one module per algorithm; ``optbook.Adafactor`` is
-    :class:`optbook.optim.Adafactor`.
+    PyTorch optimizers, one module per algorithm; ``optbook.Adafactor``,
+    ``optbook.Lion`` and ``optbook.Sophia`` are those of :mod:`optbook.optim`.
 ``optbook.notation``
     The registry that maps book symbols to the functions computing them.
 ``optbook.problems``, ``optbook.plots``, ``optbook.train``, ``optbook.progress``
@@ -17,7 +17,7 @@ Layout
 
 from optbook import notebook, optim, reference
 from optbook.notation import notation_table, symbol
-from optbook.optim import Adafactor
+from optbook.optim import Adafactor, Lion, Sophia
 
-__all__ = ["Adafactor", "notebook", "optim", "reference", "notation_table", "symbol"]
+__all__ = ["Adafactor", "Lion", "Sophia", "notebook", "optim", "reference", "notation_table", "symbol"]
 __version__ = "0.1.0"

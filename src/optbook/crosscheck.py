@@ -66,6 +66,9 @@ __all__ = [
     "displacement_rms",
     "factored_dims",
     "optax_state_numbers",
+    "PARITY_BEHAVIOURS",
+    "behaviour_parity_table",
+    "migration_difference",
 ]
 __helpers__ = (
     "conventions_table",
@@ -80,6 +83,8 @@ __helpers__ = (
     "displacement_rms",
     "factored_dims",
     "optax_state_numbers",
+    "behaviour_parity_table",
+    "migration_difference",
 )
 
 Params = Sequence[np.ndarray]
@@ -511,3 +516,313 @@ def conventions_table():
     from dataclasses import asdict
 
     return pd.DataFrame([asdict(c) for c in CONVENTIONS]).set_index("implementation")
+
+
+# --- which torch-ecosystem behaviours each implementation has ------------------------------
+
+
+class _NoOption(Exception):
+    """The implementation has no such option (its constructor refuses the keyword)."""
+
+
+def _parity_implementations() -> dict[str, Callable[..., torch.optim.Optimizer]]:
+    """Constructors ``make(params, **options)``, each with its own defaults (transformers: ``lr=None``)."""
+    from pytorch_optimizer import AdaFactor
+    from transformers.optimization import Adafactor as HFAdafactor
+
+    from optbook.optim import Adafactor
+
+    def transformers(params, **kw):
+        if "lr" in kw:  # an external learning rate needs relative_step=False
+            kw = {"relative_step": False, **kw}
+        return HFAdafactor(params, **{"lr": None, **kw})
+
+    return {
+        "torch.optim.Adafactor": lambda params, **kw: torch.optim.Adafactor(params, **kw),
+        "transformers Adafactor": transformers,
+        "pytorch_optimizer AdaFactor": lambda params, **kw: AdaFactor(params, **kw),
+        "optbook.Adafactor": lambda params, **kw: Adafactor(params, **kw),
+    }
+
+
+def _build(make, params, **kw):
+    try:
+        return make(params, **kw)
+    except TypeError as exc:
+        if "unexpected keyword" in str(exc):
+            raise _NoOption(str(exc)) from None
+        raise
+
+
+def _parity_params(dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    return [torch.nn.Parameter(torch.randn(s, generator=g, dtype=dtype)) for s in ((6, 4), (5,))]
+
+
+def _parity_grads(steps, dtype=torch.float32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(s, generator=g, dtype=dtype) for s in ((6, 4), (5,))] for _ in range(steps)]
+
+
+def _parity_run(opt, params, grads, sign=1.0):
+    for step in grads:
+        for p, gr in zip(params, step):
+            p.grad = sign * gr
+        opt.step()
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(x.detach(), y.detach()) for x, y in zip(a, b))
+
+
+def _close(a, b, rel=1e-6) -> bool:
+    return all(
+        bool(((x.detach() - y.detach()).abs() <= rel * x.detach().abs().max() + 1e-30).all()) for x, y in zip(a, b)
+    )
+
+
+def _b_state_dict_weights_only(make):
+    import io
+
+    ps = _parity_params()
+    opt = _build(make, ps)
+    grads = _parity_grads(6)
+    _parity_run(opt, ps, grads[:3])
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    opt2 = _build(make, qs)
+    opt2.load_state_dict(torch.load(buf, weights_only=True))
+    _parity_run(opt, ps, grads[3:])
+    _parity_run(opt2, qs, grads[3:])
+    return _same(ps, qs)
+
+
+def _b_older_state_dict(make):
+    ps = _parity_params()
+    opt = _build(make, ps)
+    _parity_run(opt, ps, _parity_grads(2))
+    sd = opt.state_dict()
+    for group in sd["param_groups"]:
+        for flag in ("foreach", "maximize", "differentiable", "capturable", "fused"):
+            group.pop(flag, None)
+    opt.load_state_dict(sd)
+    _parity_run(opt, ps, _parity_grads(1, seed=2))
+    return all(bool(torch.isfinite(p).all()) for p in ps)
+
+
+def _b_copy(how):
+    def behaviour(make):
+        import copy
+        import pickle
+
+        ps = _parity_params()
+        opt = _build(make, ps)
+        grads = _parity_grads(5)
+        _parity_run(opt, ps, grads[:2])
+        qs, opt2 = copy.deepcopy((ps, opt)) if how == "deepcopy" else pickle.loads(pickle.dumps((ps, opt)))
+        _parity_run(opt, ps, grads[2:])
+        _parity_run(opt2, qs, grads[2:])
+        return _same(ps, qs)
+
+    return behaviour
+
+
+def _b_foreach(make):
+    runs = []
+    for foreach in (False, True):
+        ps = _parity_params(torch.float64)
+        opt = _build(make, ps, foreach=foreach)
+        _parity_run(opt, ps, _parity_grads(4, torch.float64))
+        runs.append(ps)
+    return _same(*runs)
+
+
+def _b_maximize(make):
+    ps, qs = _parity_params(torch.float64), _parity_params(torch.float64)
+    up, down = _build(make, ps, maximize=True), _build(make, qs)
+    grads = _parity_grads(4, torch.float64)
+    _parity_run(up, ps, grads)
+    _parity_run(down, qs, grads, sign=-1.0)
+    return _same(ps, qs)
+
+
+def _b_tensor_lr(make):
+    runs = []
+    for lr in (5e-3, torch.tensor(5e-3, dtype=torch.float64)):
+        ps = _parity_params()
+        opt = _build(make, ps, lr=lr)
+        _parity_run(opt, ps, _parity_grads(3))
+        runs.append(ps)
+    return _close(*runs)
+
+
+def _b_scheduler(make):
+    """A StepLR halving lr changes the next update (lr is read at each step)."""
+    runs = []
+    for gamma in (1.0, 0.5):
+        ps = _parity_params()
+        opt = _build(make, ps)
+        scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=gamma)
+        for step in _parity_grads(3):
+            for p, gr in zip(ps, step):
+                p.grad = gr
+            opt.step()
+            scheduler.step()
+        runs.append(ps)
+    return not _close(*runs, rel=1e-9)
+
+
+def _b_refuses(kind):
+    def behaviour(make):
+        if kind == "complex":
+            p = torch.nn.Parameter(torch.randn(3, 2, dtype=torch.complex64))
+            p.grad = torch.randn_like(p)
+        else:
+            p = torch.nn.Parameter(torch.randn(4))
+            p.grad = torch.randn(4).to_sparse()
+        opt = _build(make, [p])
+        try:
+            opt.step()
+        except RuntimeError:
+            return True
+        except Exception:  # noqa: BLE001 - another type: code written against torch misses it
+            return False
+        return False
+
+    return behaviour
+
+
+def _b_nonfinite(make):
+    ps = _parity_params()
+    opt = _build(make, ps)
+    grads = _parity_grads(2)
+    grads[1][0][2, 1] = float("nan")
+    _parity_run(opt, ps, grads)
+    return all(bool(torch.isfinite(p).all()) for p in ps)
+
+
+def _b_odd_shapes(make):
+    ps = [torch.nn.Parameter(torch.tensor(1.5)), torch.nn.Parameter(torch.zeros(0, 3)),
+          torch.nn.Parameter(torch.ones(3, 2))]
+    frozen = torch.nn.Parameter(torch.ones(2, 2))
+    opt = _build(make, ps + [frozen])
+    for _ in range(2):
+        ps[0].grad, ps[1].grad, ps[2].grad = torch.tensor(0.3), torch.zeros(0, 3), torch.full((3, 2), 0.5)
+        opt.step()
+    return bool(torch.isfinite(ps[0])) and ps[0].item() != 1.5 and frozen not in opt.state
+
+
+def _b_from_torch(make):
+    import copy
+
+    ps = _parity_params()
+    original = torch.optim.Adafactor(ps)
+    grads = _parity_grads(15)
+    _parity_run(original, ps, grads[:5])
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    opt = _build(make, qs)
+    opt.load_state_dict(copy.deepcopy(original.state_dict()))
+    _parity_run(original, ps, grads[5:])
+    _parity_run(opt, qs, grads[5:])
+    return _close(ps, qs)
+
+
+def _b_load_copies(make):
+    """Loading ``other.state_dict()`` (no deepcopy) must not tie the two optimizers' state together."""
+    ps = _parity_params()
+    opt = _build(make, ps)
+    grads = _parity_grads(6)
+    _parity_run(opt, ps, grads[:3])
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    opt2 = _build(make, qs)
+    opt2.load_state_dict(opt.state_dict())
+    _parity_run(opt, ps, grads[3:])
+    _parity_run(opt2, qs, grads[3:])
+    return _same(ps, qs)
+
+
+PARITY_BEHAVIOURS: dict[str, Callable] = {
+    "state_dict round trip (torch.save, weights_only=True), bit-exact": _b_state_dict_weights_only,
+    "loads a state dict without foreach, maximize, differentiable, capturable, fused": _b_older_state_dict,
+    "copy.deepcopy continues bit-exactly": _b_copy("deepcopy"),
+    "pickle continues bit-exactly": _b_copy("pickle"),
+    "foreach=True equals the for-loop bit for bit": _b_foreach,
+    "maximize=True equals minimising -G": _b_maximize,
+    "Tensor lr (equals the float lr)": _b_tensor_lr,
+    "an lr scheduler changes the step": _b_scheduler,
+    "complex parameter raises RuntimeError (torch's type)": _b_refuses("complex"),
+    "sparse gradient raises RuntimeError (torch's type)": _b_refuses("sparse"),
+    "a NaN gradient leaves the parameters finite": _b_nonfinite,
+    "0-dim, zero-size and grad-less parameters": _b_odd_shapes,
+    "load_state_dict(other.state_dict()) does not share state": _b_load_copies,
+    "continues from torch.optim.Adafactor's state dict (1e-6)": _b_from_torch,
+}
+"""The behaviours of :func:`behaviour_parity_table`, each a function of an implementation's constructor."""
+
+
+def behaviour_parity_table(details: bool = False):
+    """Run every behaviour of :data:`PARITY_BEHAVIOURS` on each installed Adafactor; a DataFrame of cells.
+
+    Rows are behaviours, columns implementations (torch, transformers,
+    pytorch_optimizer, optbook; each with its own defaults, transformers with
+    ``lr=None``, or ``relative_step=False`` when an ``lr`` is passed). A cell is
+    ``"yes"`` (the behaviour holds), ``"no"`` (it does not, or the option does
+    not exist) or ``"error"`` (an exception where it should work). With
+    ``details=True`` a ``"no"``/``"error"`` cell carries the exception too.
+    Deterministic (fixed seeds, CPU, float32/float64) and a few seconds long.
+    """
+    import warnings
+
+    import pandas as pd
+
+    table: dict[str, dict[str, str]] = {}
+    for impl, make in _parity_implementations().items():
+        column = {}
+        for name, behaviour in PARITY_BEHAVIOURS.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    column[name] = "yes" if behaviour(make) else "no"
+                except _NoOption as exc:
+                    column[name] = f"no ({exc})" if details else "no"
+                except Exception as exc:  # noqa: BLE001 - the cell records it
+                    column[name] = f"error ({type(exc).__name__}: {exc})" if details else "error"
+        table[impl] = column
+    return pd.DataFrame(table)
+
+
+def migration_difference(source: str, *, before: int = 5, after: int = 10, **options) -> float:
+    """Continue a float32 run of ``source`` with ``optbook.Adafactor`` loaded from its state dict.
+
+    ``source`` is ``"torch"`` (``torch.optim.Adafactor(params, **options)``) or
+    ``"transformers"`` (``transformers.optimization.Adafactor(params, lr=None,
+    **options)``). The source runs ``before`` steps; a fresh
+    ``optbook.Adafactor(params)`` (its options come from the state dict) loads
+    ``source.state_dict()``; both run ``after`` more steps on the same
+    gradients. Returns the largest ``max|x - y| / max|x|`` over the parameters
+    (a matrix, a 3-D tensor and a vector).
+    """
+    from transformers.optimization import Adafactor as HFAdafactor
+
+    from optbook.optim import Adafactor
+
+    makers = {
+        "torch": lambda ps: torch.optim.Adafactor(ps, **options),
+        "transformers": lambda ps: HFAdafactor(ps, **{"lr": None, **options}),
+    }
+    if source not in makers:
+        raise ValueError(f"source must be 'torch' or 'transformers', got {source!r}.")
+    g = torch.Generator().manual_seed(0)
+    shapes = ((6, 4), (2, 3, 5), (5,))
+    ps = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in shapes]
+    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in range(before + after)]
+    original = makers[source](ps)
+    _parity_run(original, ps, grads[:before])
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    ours = Adafactor(qs)
+    ours.load_state_dict(original.state_dict())
+    _parity_run(original, ps, grads[before:])
+    _parity_run(ours, qs, grads[before:])
+    return max(float((p.detach() - q.detach()).abs().max() / p.detach().abs().max()) for p, q in zip(ps, qs))

@@ -12,11 +12,12 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from optbook.optim._part1_checks import check_group, checked_work
+from optbook.optim._compat import fill_missing_options, lr_value, signature_defaults
+from optbook.optim._part1_checks import check_group, checked_work, load_state_dict_checked
 
 __all__ = ["Lion"]
 
-_OPTIONS = {"lr": "lr", "betas": "betas", "weight_decay": "weight_decay", "maximize": "bool"}
+_OPTIONS = {"lr": "lr", "betas": "betas", "weight_decay": "weight_decay", "maximize": "bool", "foreach": "foreach"}
 
 
 class Lion(Optimizer):
@@ -46,6 +47,11 @@ class Lion(Optimizer):
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
         weight_decay: :math:`\lambda \ge 0`.
         maximize: ascend instead of descend (uses :math:`-g_t`; ``p.grad`` is not modified).
+        foreach: ``True`` updates a param group with ``torch._foreach_*``
+            operations, the same operations per tensor (so on a CPU the same
+            bits as the for-loop); ``None`` (default) and ``False`` use the for-loop.
+            A Tensor ``lr`` (one element) is accepted as in ``torch.optim`` and
+            read with ``float`` at each step.
 
     State per parameter: ``"exp_avg"``, the momentum :math:`m_t`, in the
     parameter's dtype (Lion's only state: half of Adam's). A parameter
@@ -72,11 +78,31 @@ class Lion(Optimizer):
         weight_decay: float = 0.0,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
     ) -> None:
-        defaults = {"lr": lr, "betas": betas, "weight_decay": weight_decay, "maximize": maximize}
+        defaults = {"lr": lr, "betas": betas, "weight_decay": weight_decay, "maximize": maximize, "foreach": foreach}
         check_group(defaults, "Lion()", _OPTIONS)
         defaults["betas"] = tuple(betas)
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # Groups pickled or saved before an option existed get its default, as in torch.optim.
+        fill_missing_options(self.param_groups, signature_defaults(Lion))
+        fill_missing_options([self.defaults], signature_defaults(Lion))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict; everything is checked first, so a bad one raises and changes nothing.
+
+        The load-state-dict pre-hooks run first, as in torch. A corrupted or
+        mismatched state dict raises ``ValueError`` (``TypeError`` for an option
+        of the wrong type), naming ``state_dict`` and the entry.
+
+        A group saved without an option (an older checkpoint) gets its default.
+        """
+        load_state_dict_checked(
+            self, state_dict, super().load_state_dict, _OPTIONS, signature_defaults(Lion), ("exp_avg",), False
+        )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group after checking the options it overrides."""
@@ -96,12 +122,39 @@ class Lion(Optimizer):
             The closure's loss, or ``None``.
         """
         loss, work = checked_work(self, closure, "Lion", _OPTIONS, ("exp_avg",), has_step=False)
+        batched: dict[int, tuple[dict[str, Any], list[Tensor]]] = {}
         for p, group in work:
-            self._update(p, group)
+            if group["foreach"]:
+                batched.setdefault(id(group), (group, []))[1].append(p)
+            else:
+                self._update(p, group)
+        for group, params in batched.values():
+            self._update_foreach(params, group)
         return loss
 
+    def _update_foreach(self, params: list[Tensor], group: dict[str, Any]) -> None:
+        """:meth:`_update` for a list of tensors, with the same operations through ``torch._foreach_*``."""
+        lr, wd = lr_value(group["lr"]), group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        grads = [p.grad for p in params]
+        if group["maximize"]:
+            grads = torch._foreach_neg(grads)
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        ms = [self.state[p]["exp_avg"] for p in params]
+        c = torch._foreach_mul(ms, beta1)
+        torch._foreach_add_(c, grads, alpha=1.0 - beta1)
+        if wd != 0:
+            torch._foreach_mul_(params, 1.0 - lr * wd)
+        torch._foreach_sign_(c)
+        torch._foreach_add_(params, c, alpha=-lr)
+        torch._foreach_mul_(ms, beta2)
+        torch._foreach_add_(ms, grads, alpha=1.0 - beta2)
+
     def _update(self, p: Tensor, group: dict[str, Any]) -> None:
-        lr, wd = group["lr"], group["weight_decay"]
+        lr, wd = lr_value(group["lr"]), group["weight_decay"]
         beta1, beta2 = group["betas"]
         g = -p.grad if group["maximize"] else p.grad
         state = self.state[p]

@@ -26,7 +26,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from optbook.notation import symbol
-from optbook.optim._part1_checks import check_group, check_state, checked_work
+from optbook.optim._compat import fill_missing_options, lr_value, signature_defaults
+from optbook.optim._part1_checks import check_group, check_state, checked_work, load_state_dict_checked
 from optbook.reference import _checks
 
 __all__ = ["Sophia", "hutchinson", "gauss_newton_bartlett"]
@@ -39,6 +40,7 @@ _OPTIONS = {
     "eps": "eps",
     "k": "k",
     "maximize": "bool",
+    "foreach": "foreach",
 }
 _DISTRIBUTIONS = ("rademacher", "gaussian")
 
@@ -103,9 +105,18 @@ class Sophia(Optimizer):
         maximize: ascend instead of descend: uses :math:`-g_t`
             (``p.grad`` is not modified). Hessian estimates are used as
             given, so supply the curvature of the loss that is minimised.
+        foreach: ``True`` updates a param group with ``torch._foreach_*``
+            operations, the same operations per tensor (so on a CPU the same
+            bits as the for-loop); ``None`` (default) and ``False`` use the for-loop.
+
+    A Tensor ``lr`` (one element) is accepted as in ``torch.optim`` and read
+    with ``float`` at each step. ``copy.deepcopy`` and pickling keep
+    ``hessian_estimator`` (pickling needs it to be picklable: a module-level
+    function or a ``functools.partial`` of one, not a lambda).
 
     Defaults are those of the official ``SophiaG``. State per parameter:
-    ``"step"`` (its own :math:`t`, an int), ``"exp_avg"`` (:math:`m_t`) and
+    ``"step"`` (its own :math:`t`, a float32 0-d tensor on the CPU, as in
+    ``torch.optim``), ``"exp_avg"`` (:math:`m_t`) and
     ``"hessian"`` (:math:`h_t`), both in the parameter's dtype. A parameter
     whose ``grad`` is ``None`` is skipped and its :math:`t` does not advance.
 
@@ -143,6 +154,7 @@ class Sophia(Optimizer):
         k: int = 10,
         hessian_estimator: Callable[[], HessianEstimates] | None = None,
         maximize: bool = False,
+        foreach: bool | None = None,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -152,6 +164,7 @@ class Sophia(Optimizer):
             "eps": eps,
             "k": k,
             "maximize": maximize,
+            "foreach": foreach,
         }
         check_group(defaults, "Sophia()", _OPTIONS)
         if hessian_estimator is not None and not callable(hessian_estimator):
@@ -163,6 +176,34 @@ class Sophia(Optimizer):
         super().__init__(params, defaults)
         # Not a param-group option: a function does not belong in state_dict().
         self.hessian_estimator = hessian_estimator
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch's Optimizer pickles defaults, state and param_groups only.
+        state = super().__getstate__()
+        state["hessian_estimator"] = self.hessian_estimator
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("hessian_estimator", None)
+        defaults = {k: v for k, v in signature_defaults(Sophia).items() if k != "hessian_estimator"}
+        fill_missing_options(self.param_groups, defaults)
+        fill_missing_options([self.defaults], defaults)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict; everything is checked first, so a bad one raises and changes nothing.
+
+        The load-state-dict pre-hooks run first, as in torch. A corrupted or
+        mismatched state dict raises ``ValueError`` (``TypeError`` for an option
+        of the wrong type), naming ``state_dict`` and the entry.
+
+        A group saved without an option (an older checkpoint) gets its default;
+        ``step`` may be saved as an int, a whole float or a one-element tensor.
+        """
+        defaults = {k: v for k, v in signature_defaults(Sophia).items() if k != "hessian_estimator"}
+        load_state_dict_checked(
+            self, state_dict, super().load_state_dict, _OPTIONS, defaults, ("exp_avg", "hessian"), True
+        )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group after checking the options it overrides."""
@@ -181,7 +222,7 @@ class Sophia(Optimizer):
         the first step the answer is ``True``.
         """
         due = [
-            self.state.get(p, {}).get("step", 0) % group["k"] == 0
+            _step_of(self.state.get(p, {})) % group["k"] == 0
             for group in self.param_groups
             for p in group["params"]
             if p.grad is not None or self.state.get(p)
@@ -244,7 +285,7 @@ class Sophia(Optimizer):
                 )
             if torch.is_complex(h_hat) or not h_hat.is_floating_point():
                 raise TypeError(f"Hessian estimate {i} has dtype {h_hat.dtype}; it must be real floating point.")
-            if not bool(torch.isfinite(h_hat).all()):
+            if not bool(torch.isfinite(h_hat.to_local() if hasattr(h_hat, "to_local") else h_hat).all()):
                 raise ValueError(f"Hessian estimate {i} contains NaN or inf; nothing was updated.")
             check_state(self.state.get(p, {}), p, f"the parameter of estimate {i}", ("exp_avg", "hessian"), True)
             checked.append((p, group_of[id(p)], h_hat.detach()))
@@ -253,7 +294,7 @@ class Sophia(Optimizer):
     @staticmethod
     def _init_state(p: Tensor, state: dict[str, Any]) -> None:
         if not state:
-            state["step"] = 0
+            state["step"] = torch.tensor(0.0, dtype=torch.float32)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["hessian"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
@@ -268,7 +309,7 @@ class Sophia(Optimizer):
             The closure's loss, or ``None``.
         """
         loss, work = checked_work(self, closure, "Sophia", _OPTIONS, ("exp_avg", "hessian"), has_step=True)
-        due = [p for p, group in work if self.state.get(p, {}).get("step", 0) % group["k"] == 0]
+        due = [p for p, group in work if _step_of(self.state.get(p, {})) % group["k"] == 0]
         refresh = []
         if due and self.hessian_estimator is not None:
             with torch.enable_grad():
@@ -277,12 +318,42 @@ class Sophia(Optimizer):
             refresh = [item for item in self._match(estimates) if id(item[0]) in due_ids]
         # Everything is checked; from here on the step writes.
         self._refresh(refresh)
+        batched: dict[int, tuple[dict[str, Any], list[Tensor]]] = {}
         for p, group in work:
-            self._update(p, group)
+            if group["foreach"]:
+                batched.setdefault(id(group), (group, []))[1].append(p)
+            else:
+                self._update(p, group)
+        for group, params in batched.values():
+            self._update_foreach(params, group)
         return loss
 
+    def _update_foreach(self, params: list[Tensor], group: dict[str, Any]) -> None:
+        """:meth:`_update` for a list of tensors, with the same operations through ``torch._foreach_*``."""
+        lr, wd = lr_value(group["lr"]), group["weight_decay"]
+        beta1 = group["betas"][0]
+        grads = [p.grad for p in params]
+        if group["maximize"]:
+            grads = torch._foreach_neg(grads)
+        for p in params:
+            self._init_state(p, self.state[p])
+        ms = [self.state[p]["exp_avg"] for p in params]
+        hs = [self.state[p]["hessian"] for p in params]
+        torch._foreach_mul_(ms, beta1)
+        torch._foreach_add_(ms, grads, alpha=1.0 - beta1)
+        den = torch._foreach_mul(hs, group["rho"])
+        torch._foreach_clamp_min_(den, group["eps"])
+        ratio = torch._foreach_div(ms, den)
+        if wd != 0:
+            torch._foreach_mul_(params, 1.0 - lr * wd)
+        torch._foreach_clamp_min_(ratio, -1.0)
+        torch._foreach_clamp_max_(ratio, 1.0)
+        torch._foreach_add_(params, ratio, alpha=-lr)
+        for p in params:
+            self.state[p]["step"] += 1
+
     def _update(self, p: Tensor, group: dict[str, Any]) -> None:
-        lr, wd = group["lr"], group["weight_decay"]
+        lr, wd = lr_value(group["lr"]), group["weight_decay"]
         beta1 = group["betas"][0]
         g = -p.grad if group["maximize"] else p.grad
         state = self.state[p]
@@ -294,6 +365,12 @@ class Sophia(Optimizer):
             p.mul_(1.0 - lr * wd)
         p.add_(ratio.clamp_(-1.0, 1.0), alpha=-lr)
         state["step"] += 1
+
+
+def _step_of(state: dict[str, Any]) -> int:
+    """A parameter's step count as an int (0 without state); ``step`` is a CPU tensor or, set by hand, an int."""
+    step = state.get("step", 0)
+    return int(step.item()) if torch.is_tensor(step) else int(step)
 
 
 def _as_params(params: Iterable[Tensor]) -> list[Tensor]:
