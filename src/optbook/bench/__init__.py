@@ -19,9 +19,12 @@ reported:
   forward/backward/step iterations of a small Transformer under AdamW and
   under Adafactor.
 
-A CPU run measures the CPU-applicable rows (no fused kernel, no fused AdamW)
-on the small variants of the models and labels itself as CPU: its absolute
-times say nothing about a GPU. Only a CUDA run makes a record for the book
+A CPU run measures the CPU rows of issue 14 (optbook's numba kernel, its
+foreach and per-tensor paths, ``torch.optim.Adafactor``, AdamW foreach and
+fused), on the small variants of the models unless ``--full`` (the 30.3M
+``gpt2-30m`` set of :data:`optbook.bench.shapes.CPU_MODELS`, GPT-2 small), with a
+three-stream bandwidth reference and each row's byte rate against fused
+AdamW's; it labels itself as CPU: its absolute times say nothing about a GPU. Only a CUDA run makes a record for the book
 (``--record`` writes it under ``book/data/`` with its provenance).
 """
 
@@ -42,7 +45,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from optbook.bench.shapes import MODELS, parameter_count, parameter_shapes
+from optbook.bench.shapes import ALL_MODELS, MODELS, parameter_count, parameter_shapes
 from optbook.kernels import roofline
 from optbook.memory import optimizer_state_bytes
 
@@ -107,8 +110,8 @@ def _hf_adafactor(params):
     return Adafactor(params)
 
 
-def _adamw(fused: bool):
-    return lambda params: torch.optim.AdamW(params, fused=True) if fused else torch.optim.AdamW(params)
+def _adamw(fused: bool, foreach: bool | None = None):
+    return lambda params: torch.optim.AdamW(params, fused=True) if fused else torch.optim.AdamW(params, foreach=foreach)
 
 
 METHODS: dict[str, Method] = {
@@ -118,12 +121,17 @@ METHODS: dict[str, Method] = {
                cuda_only=True, fused=True),
         Method("optbook-fused-graph", "optbook.Adafactor(fused=True), CUDA graph", _optbook(fused=True), "adafactor",
                cuda_only=True, fused=True, graph=True),
+        Method("optbook-cpu-fused", "optbook.Adafactor(fused=True), numba CPU kernel", _optbook(fused=True),
+               "adafactor", fused=True),
+        Method("optbook-foreach", "optbook.Adafactor(fused=False, foreach=True)", _optbook(fused=False, foreach=True),
+               "adafactor"),
         Method("optbook", "optbook.Adafactor (not fused)", _optbook(fused=False), "adafactor"),
         Method("torch-adafactor", "torch.optim.Adafactor (default: for-loop)", _torch_adafactor(), "adafactor"),
         Method("torch-adafactor-foreach", "torch.optim.Adafactor(foreach=True)", _torch_adafactor(foreach=True),
                "adafactor"),
         Method("hf-adafactor", "transformers Adafactor (defaults)", _hf_adafactor, "adafactor"),
-        Method("adamw-fused", "torch.optim.AdamW(fused=True)", _adamw(True), "adamw", cuda_only=True, fused=True),
+        Method("adamw-fused", "torch.optim.AdamW(fused=True)", _adamw(True), "adamw", fused=True),
+        Method("adamw-foreach", "torch.optim.AdamW(foreach=True)", _adamw(False, foreach=True), "adamw"),
         Method("adamw", "torch.optim.AdamW (default)", _adamw(False), "adamw"),
     )
 }
@@ -131,13 +139,13 @@ _CUDA_DEFAULT = (
     "optbook-fused", "optbook-fused-graph", "optbook", "torch-adafactor", "torch-adafactor-foreach",
     "hf-adafactor", "adamw-fused",
 )
-_CPU_DEFAULT = ("optbook", "torch-adafactor", "torch-adafactor-foreach", "hf-adafactor", "adamw")
+# On a CPU: issue 14's six rows (the fused kernel is numba's there; AdamW's fused step is torch's own).
+_CPU_DEFAULT = ("optbook-cpu-fused", "optbook-foreach", "optbook", "torch-adafactor", "adamw-foreach", "adamw-fused")
 
 
 def applicable_methods(device: torch.device, requested: Sequence[str] | None = None) -> list[Method]:
-    """The rows to run on ``device``: the issue's list on CUDA; on a CPU the
-    same minus the fused rows (no fused kernel runs there, and the fused
-    AdamW is replaced by the default one as the Adam-family baseline)."""
+    """The rows to run on ``device``: the issue's list on CUDA; on a CPU issue 14's six rows
+    (the Triton rows need CUDA; the CPU's fused row is ``optbook-cpu-fused``)."""
     device = torch.device(device)
     if requested is None:
         requested = _CUDA_DEFAULT if device.type == "cuda" else _CPU_DEFAULT
@@ -188,6 +196,21 @@ def copy_bandwidth(device, nbytes: int | None = None, repeats: int = 10) -> dict
     times = _time_calls(lambda: dst.copy_(src), device, warmup=2, repeats=repeats)
     median = statistics.median(times)
     return {"bytes_per_copy": 2 * 4 * n, "median_s": median, "bytes_per_s": 2 * 4 * n / median}
+
+
+def stream_bandwidth(device, nbytes: int | None = None, repeats: int = 10) -> dict[str, float]:
+    """Bytes per second of ``torch.add(a, b, alpha=0.5, out=c)`` on all intra-op threads: two read
+    streams and a write stream (12 bytes per float32 element), median over ``repeats``. An
+    elementwise optimizer step streams several tensors at once; this is its closer reference."""
+    device = torch.device(device)
+    if nbytes is None:
+        nbytes = 1 << 30 if device.type == "cuda" else 3 << 27
+    n = nbytes // 12
+    a, b = torch.ones(n, device=device), torch.ones(n, device=device)
+    c = torch.empty_like(a)
+    times = _time_calls(lambda: torch.add(a, b, alpha=0.5, out=c), device, warmup=2, repeats=repeats)
+    median = statistics.median(times)
+    return {"bytes_per_call": 12 * n, "median_s": median, "bytes_per_s": 12 * n / median}
 
 
 def _time_calls(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> list[float]:
@@ -333,6 +356,7 @@ def provenance(device, command: str | None = None) -> dict[str, Any]:
         "triton": _version("triton"),
         "transformers": _version("transformers"),
         "numpy": _version("numpy"),
+        "numba": _version("numba"),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_name(),
@@ -386,8 +410,8 @@ class BenchSettings:
 
     def validate(self) -> None:
         for model in self.models:
-            if model not in MODELS:
-                raise ValueError(f"models: unknown model {model!r}; choose from {sorted(MODELS)}.")
+            if model not in ALL_MODELS:
+                raise ValueError(f"models: unknown model {model!r}; choose from {sorted(ALL_MODELS)}.")
         for dtype in self.dtypes:
             if dtype not in _DTYPES:
                 raise ValueError(f"dtypes: unknown dtype {dtype!r}; choose from {sorted(_DTYPES)}.")
@@ -537,6 +561,7 @@ def run_benchmark(
             else "time.perf_counter_ns, optimizers interleaved step by step",
         },
         "copy_bandwidth": copy_bandwidth(device),
+        "stream_bandwidth": stream_bandwidth(device),
         "results": [],
         "memory": [],
     }
@@ -555,7 +580,7 @@ def run_benchmark(
             }
             case = {
                 "model": model,
-                "description": MODELS[model][0] + (" (small CPU variant)" if small else ""),
+                "description": ALL_MODELS[model][0] + (" (small CPU variant)" if small else ""),
                 "dtype": dtype_name,
                 "parameters": n_elements,
                 "tensors": len(shapes),
@@ -590,6 +615,11 @@ def _add_ratios(case: dict) -> None:
             base = by_key[baseline]["median_s"]
             for row in by_key.values():
                 row.setdefault("speedup_vs", {})[baseline] = base / row["median_s"]
+    if "adamw-fused" in by_key:
+        # The honest reference on a CPU: the best fused elementwise step of the same run.
+        rate = by_key["adamw-fused"]["effective_bytes_per_s"]
+        for row in by_key.values():
+            row["byte_rate_vs_adamw_fused"] = row["effective_bytes_per_s"] / rate
     state_base = by_key.get("adamw-fused", by_key.get("adamw"))
     if state_base is not None and state_base["state_bytes"]:
         for row in by_key.values():
@@ -647,13 +677,18 @@ def format_table(record: dict) -> str:
     prov = record["provenance"]
     lines = []
     if record["kind"] == "cpu":
-        lines.append("CPU RUN (time.perf_counter, small model variants): these times say nothing about a GPU.")
+        small = record.get("settings", {}).get("small", True)
+        lines.append(f"CPU RUN (time.perf_counter, {'small model variants' if small else 'full-size models'}, "
+                     f"{record['provenance'].get('torch_threads', '?')} threads): "
+                     "these times say nothing about a GPU.")
     lines.append(
         f"device: {prov['device_name']} | torch {prov['torch']} | triton {prov['triton']} | {prov['date_utc']}"
         + (f" | driver {prov.get('driver')}" if record["kind"] == "gpu" else "")
     )
     bw = record["copy_bandwidth"]["bytes_per_s"]
     lines.append(f"measured copy bandwidth: {bw / 1e9:.1f} GB/s")
+    if "stream_bandwidth" in record:
+        lines.append(f"measured 3-stream (2 reads, 1 write) bandwidth: {record['stream_bandwidth']['bytes_per_s'] / 1e9:.1f} GB/s")
     for case in record["results"]:
         lines.append("")
         lines.append(
@@ -662,8 +697,10 @@ def format_table(record: dict) -> str:
             f"{case['floor_bytes']['adamw'] / case['parameters']:.2f} B/element (AdamW)"
         )
         base = "torch-adafactor-foreach"
+        vs_adamw = any("byte_rate_vs_adamw_fused" in row for row in case["rows"])
         header = (f"  {'method':<44} {'median ms':>10} {'x vs torch foreach':>19} {'eff. GB/s':>10} "
-                  f"{'% copy bw':>10} {'state':>12}")
+                  f"{'% copy bw':>10} {'state':>12}" + (f" {'B/s vs AdamW(fused)':>20} {'t vs AdamW(fused)':>18}"
+                                                        if vs_adamw else ""))
         lines.append(header)
         for row in case["rows"]:
             if "error" in row:
@@ -674,6 +711,8 @@ def format_table(record: dict) -> str:
                 f"  {row['label']:<44} {row['median_s'] * 1e3:>10.3f} "
                 f"{(f'{speed:.2f}x' if speed else '-'):>19} {row['effective_bytes_per_s'] / 1e9:>10.2f} "
                 f"{100 * row['fraction_of_copy_bandwidth']:>9.1f}% {_fmt_bytes(row['state_bytes']):>12}"
+                + (f" {row['byte_rate_vs_adamw_fused']:>19.2f}x {1 / row['speedup_vs']['adamw-fused']:>17.2f}x"
+                   if "byte_rate_vs_adamw_fused" in row else "")
             )
     if record.get("memory"):
         lines.append("")

@@ -4,6 +4,7 @@ Examples::
 
     python -m optbook.bench                      # CUDA if present, else a labelled CPU run
     python -m optbook.bench --device cpu --models gpt2-small --dtypes fp32
+    python -m optbook.bench --device cpu --full --models gpt2-30m gpt2-small --dtypes fp32 --threads 2
     python -m optbook.bench --record             # on an H100/H200: write book/data/bench-<gpu>-<date>.json
 """
 
@@ -15,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 from optbook.bench import METHODS, BenchSettings, format_table, record_path, run_benchmark, write_record
-from optbook.bench.shapes import MODELS
+from optbook.bench.shapes import ALL_MODELS, MODELS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     epilog = "\n".join(
         ["models:"]
-        + [f"  {key:<24} {text}" for key, (text, _, _) in MODELS.items()]
+        + [f"  {key:<24} {text}" for key, (text, _, _) in ALL_MODELS.items()]
         + ["methods:"]
         + [f"  {key:<24} {m.label}{' (CUDA only)' if m.cuda_only else ''}" for key, m in METHODS.items()]
     )
@@ -58,12 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--record", action="store_true",
                      help="CUDA only: write the record for the book to book/data/bench-<gpu>-<date>.json")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (torch.set_num_threads; the fused CPU kernel uses as many)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("threads: must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     settings = BenchSettings(
         device=args.device, models=tuple(args.models), dtypes=tuple(args.dtypes),
         methods=tuple(args.methods) if args.methods else None, warmup=args.warmup, repeats=args.repeats,

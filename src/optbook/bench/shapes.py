@@ -14,7 +14,7 @@ from typing import Callable
 
 from optbook.model_shapes import gpt2_like_shapes, llama_like_shapes
 
-__all__ = ["MODELS", "parameter_shapes", "parameter_count"]
+__all__ = ["MODELS", "CPU_MODELS", "ALL_MODELS", "parameter_shapes", "parameter_count"]
 
 Shape = tuple[int, ...]
 
@@ -39,6 +39,17 @@ MODELS: dict[str, tuple[str, Callable[[], dict], Callable[[], dict]]] = {
     ),
 }
 
+#: Sets for CPU runs only (``--device cpu --full``): kept apart from :data:`MODELS`, which the GPU
+#: chapter and the GPU record iterate over.
+CPU_MODELS: dict[str, tuple[str, Callable[[], dict], Callable[[], dict]]] = {
+    "gpt2-30m": (
+        "GPT-2-shaped 30.3M (issue 14's CPU set): 6 layers, width 384, vocab 50257, context 1024",
+        lambda: gpt2_like_shapes(6, 384, 50257, 1024),
+        lambda: gpt2_like_shapes(2, 128, 4096, 256),
+    ),
+}
+ALL_MODELS = {**MODELS, **CPU_MODELS}
+
 
 def parameter_shapes(model: str, *, small: bool = False) -> list[tuple[str, Shape]]:
     """``(name, shape)`` of every parameter of ``model`` (a key of :data:`MODELS`).
@@ -46,9 +57,9 @@ def parameter_shapes(model: str, *, small: bool = False) -> list[tuple[str, Shap
     ``small=True`` gives the same architecture at a size a CPU steps in
     milliseconds (2 layers, narrow), for the CPU run of the benchmark.
     """
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}.")
-    _, full, cpu = MODELS[model]
+    if model not in ALL_MODELS:
+        raise ValueError(f"model must be one of {sorted(ALL_MODELS)}, got {model!r}.")
+    _, full, cpu = ALL_MODELS[model]
     return list((cpu() if small else full()).items())
 
 

@@ -4,6 +4,9 @@
     The fused, multi-tensor Adafactor step in Triton that
     ``optbook.Adafactor(..., fused=True)`` runs on CUDA tensors. It imports
     triton, so it is loaded only when used.
+``optbook.kernels.cpu_fused``
+    The fused Adafactor step that ``optbook.Adafactor(..., fused=True)`` runs on CPU tensors,
+    compiled by numba (imported, and compiled once and cached, only when used).
 ``optbook.kernels.layout``
     How tensors are cut into tiles (no triton needed).
 ``optbook.kernels.roofline``
@@ -19,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["adafactor_fused", "layout", "roofline", "aot", "fused_adafactor", "triton_available"]
+__all__ = ["adafactor_fused", "cpu_fused", "layout", "roofline", "aot", "fused_adafactor", "triton_available"]
 
 
 def triton_available() -> bool:
@@ -33,7 +36,7 @@ def triton_available() -> bool:
 
 def __getattr__(name: str) -> Any:
     # Lazy: `import optbook.kernels` must work without triton installed.
-    if name in ("adafactor_fused", "layout", "roofline", "aot"):
+    if name in ("adafactor_fused", "cpu_fused", "layout", "roofline", "aot"):
         return importlib.import_module(f"optbook.kernels.{name}")
     if name == "fused_adafactor":
         return importlib.import_module("optbook.kernels.adafactor_fused").fused_adafactor

@@ -1,0 +1,506 @@
+"""The numba kernels of :mod:`optbook.kernels.cpu_fused` (imported lazily: compiling needs numba).
+
+Tensors reach the kernels as int64 addresses (one table per list), turned into
+arrays with :func:`numba.carray`: one parallel loop per pass covers every tile
+of every tensor of a dtype. The parameter dtype is a compile-time choice,
+carried by the dtype of an empty ``mark`` array: float32, uint16 (the bits of
+bfloat16) or int16 (the bits of float16). No ``fastmath``: every sum is
+evaluated in the order written (see the module docstring of ``cpu_fused``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import carray, njit, prange, types
+from numba.extending import intrinsic, overload
+
+_OPTS = dict(cache=True, nogil=True, error_model="numpy")
+_PARALLEL = ("pass1", "reduce1", "pass2", "pass3", "vpass1", "vpass3")
+
+
+def _parallel(func):
+    """``njit(parallel=True)``, and a serial twin ``SERIAL[name]`` of the same code (for one thread and small
+    steps, where starting the thread pool costs more than the work). Both are cached on disk."""
+    import types as pytypes
+
+    twin = pytypes.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial", func.__defaults__)
+    twin.__qualname__ = func.__qualname__ + "_serial"
+    SERIAL[func.__name__] = njit(parallel=False, **_OPTS)(twin)
+    return njit(parallel=True, **_OPTS)(func)
+
+
+SERIAL: dict = {}
+
+
+@intrinsic
+def _ptr(typingctx, addr, mark):
+    ptrty = types.CPointer(mark.dtype)
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(ptrty))
+
+    return ptrty(types.int64, mark), codegen
+
+
+@intrinsic
+def _f32ptr(typingctx, addr):
+    ptrty = types.CPointer(types.float32)
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(ptrty))
+
+    return ptrty(types.int64), codegen
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    def codegen(context, builder, sig, args):
+        return builder.zext(builder.bitcast(args[0], ir.IntType(32)), ir.IntType(64))
+
+    return types.int64(types.float32), codegen
+
+
+@intrinsic
+def _bits_f32(typingctx, b):
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(builder.trunc(args[0], ir.IntType(32)), ir.FloatType())
+
+    return types.float32(types.int64), codegen
+
+
+def ld(a, k):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+def st(a, k, v, sr, seed, koff):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+@njit(inline="always", cache=True)
+def _rand16(seed, k):
+    """16 random bits for element k: a murmur3 finaliser of (k // 2, seed), half of it."""
+    m32 = np.uint64(0xFFFFFFFF)
+    h = (np.uint64(k >> 1) * np.uint64(0x9E3779B1) + (np.uint64(seed) & m32)) & m32
+    h ^= np.uint64(seed >> 32) & m32
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & m32
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & m32
+    h ^= h >> np.uint64(16)
+    return np.int64((h >> np.uint64((k & 1) * 16)) & np.uint64(0xFFFF))
+
+
+@njit(cache=True)  # not inlined at numba IR level: LLVM inlines it (and numba warns about the phis)
+def _half_to_f64(h):
+    """float16 bits -> float64 (exact): normal, inf and NaN through float32 bits, subnormal by a product."""
+    h = np.int64(h) & 0xFFFF
+    e = (h >> 10) & 31
+    mn = h & 1023
+    e32 = np.int64(255) if e == 31 else e + 112
+    v = np.float64(_bits_f32((e32 << 23) | (mn << 13)))
+    sub = mn * 5.9604644775390625e-08  # 2**-24
+    mag = sub if e == 0 else v
+    return -mag if h >= 0x8000 else mag
+
+
+@njit(inline="always", cache=True)
+def _f32_to_half(x, sr, r):
+    """float32 -> float16 bits: to nearest even, or stochastically (r: 13 random bits) in the normal range."""
+    b = _f32_bits(x)
+    s = (b >> 16) & 0x8000
+    b &= 0x7FFFFFFF
+    if b >= 0x47800000:  # >= 65536, inf or NaN
+        h = 0x7E00 if b > 0x7F800000 else 0x7C00
+    elif b < 0x38800000:  # below the smallest normal float16: to nearest even
+        h = np.int64(np.rint(np.float64(_bits_f32(b)) * 16777216.0))
+    else:
+        if sr:
+            b += r & 0x1FFF
+            h = (b - 0x38000000) >> 13
+        else:
+            h = (b - 0x38000000) >> 13
+            rem = b & 0x1FFF
+            if rem > 0x1000 or (rem == 0x1000 and (h & 1)):
+                h += 1
+        if h > 0x7C00:
+            h = 0x7C00
+    return s | h
+
+
+@overload(ld, inline="always")
+def _ld(a, k):
+    if a.dtype == types.float32:
+        return lambda a, k: np.float64(a[k])
+    if a.dtype == types.uint16:
+        return lambda a, k: np.float64(_bits_f32(np.int64(a[k]) << 16))
+    if a.dtype == types.int16:
+        return lambda a, k: _half_to_f64(a[k])
+
+
+@overload(st, inline="always")
+def _st(a, k, v, sr, seed, koff):
+    if a.dtype == types.float32:
+        def impl(a, k, v, sr, seed, koff):
+            x = np.float32(v)
+            a[k] = x
+            return np.float64(x)
+        return impl
+    if a.dtype == types.uint16:
+        def impl(a, k, v, sr, seed, koff):
+            b = _f32_bits(np.float32(v))
+            if sr:
+                b += _rand16(seed, koff + k)
+            else:
+                b += 0x7FFF + ((b >> 16) & 1)
+            h = (b >> 16) & 0xFFFF
+            a[k] = np.uint16(h)
+            return np.float64(_bits_f32(h << 16))
+        return impl
+    if a.dtype == types.int16:
+        def impl(a, k, v, sr, seed, koff):
+            h = _f32_to_half(np.float32(v), sr, _rand16(seed, koff + k) if sr else 0)
+            a[k] = np.int16(h - 65536 if h >= 32768 else h)
+            return _half_to_f64(h)
+        return impl
+
+
+# ---------------------------------------------------------------------- factored tensors
+
+@njit(inline="always", cache=True)
+def _lanes_total(buf, at):
+    s = 0.0
+    for l in range(buf.shape[0]):
+        s += buf[l]
+    return s + at
+
+
+# Each row sum runs in ``lanes`` accumulators buf[l] (element q * lanes + l goes to lane l), a number fixed
+# by the caller at run time: LLVM then vectorises the inner loop over l in whatever width the CPU has,
+# lane by lane, without reassociating any sum (a constant trip count would be unrolled and not vectorised).
+
+@njit(inline="always", cache=True)
+def _sq_row(X, buf):
+    """The sum of squares of the row slice X."""
+    W = buf.shape[0]
+    L = X.shape[0]
+    for l in range(W):
+        buf[l] = 0.0
+    for q in range(L // W):
+        Xq = X[q * W:q * W + W]
+        for l in range(W):
+            v = ld(Xq, l)
+            buf[l] += v * v
+    at = 0.0
+    for k in range((L // W) * W, L):
+        v = ld(X, k)
+        at += v * v
+    return _lanes_total(buf, at)
+
+
+@njit(inline="always", cache=True)
+def _sq_row_col(G, cq, buf):
+    """The sum of squares of the row slice G; adds each square into cq."""
+    W = buf.shape[0]
+    L = G.shape[0]
+    for l in range(W):
+        buf[l] = 0.0
+    for q in range(L // W):
+        Gq = G[q * W:q * W + W]
+        cqq = cq[q * W:q * W + W]
+        for l in range(W):
+            v = ld(Gq, l)
+            v *= v
+            buf[l] += v
+            cqq[l] += v
+    at = 0.0
+    for k in range((L // W) * W, L):
+        v = ld(G, k)
+        v *= v
+        at += v
+        cq[k] += v
+    return _lanes_total(buf, at)
+
+
+@njit(inline="always", cache=True)
+def _usq_row(G, cf, buf):
+    """sum_j (G_j cf_j)^2 over the row slice."""
+    W = buf.shape[0]
+    L = G.shape[0]
+    for l in range(W):
+        buf[l] = 0.0
+    for q in range(L // W):
+        Gq = G[q * W:q * W + W]
+        cfq = cf[q * W:q * W + W]
+        for l in range(W):
+            v = ld(Gq, l) * cfq[l]
+            buf[l] += v * v
+    at = 0.0
+    for k in range((L // W) * W, L):
+        v = ld(G, k) * cf[k]
+        at += v * v
+    return _lanes_total(buf, at)
+
+
+@_parallel
+def pass1(tiles, meta, gp, xp, need_x, rowpart, colpart, part_x, lanes, mark):
+    """Partial row sums (per tile column block) and column sums (per tile row block) of G^2."""
+    for it in prange(tiles.shape[0]):
+        t, b, ri, ci = tiles[it, 0], tiles[it, 1], tiles[it, 2], tiles[it, 3]
+        nb, M, n, m, cb, ncb, rb, nrb, row0, col0 = meta[t, 0], meta[t, 1], meta[t, 2], meta[t, 3], meta[t, 4], \
+            meta[t, 5], meta[t, 6], meta[t, 7], meta[t, 8], meta[t, 9]
+        G = carray(_ptr(gp[t], mark), (nb * n * m,))
+        X = carray(_ptr(xp[t], mark), (nb * n * m,))
+        r0 = ri * rb
+        r1 = min(n, r0 + rb)
+        c0 = ci * cb
+        c1 = min(m, c0 + cb)
+        a = b // M
+        mid = b - a * M
+        cbase = col0 + (b * nrb + ri) * m
+        cq = colpart[cbase + c0:cbase + c1]
+        cq[:] = 0.0
+        buf = np.empty(lanes)
+        xs = 0.0
+        for r in range(r0, r1):
+            row = (a * n + r) * M + mid
+            base = row * m
+            rowpart[row0 + row * ncb + ci] = _sq_row_col(G[base + c0:base + c1], cq, buf)
+            if need_x[t]:
+                xs += _sq_row(X[base + c0:base + c1], buf)
+        part_x[it] = xs
+
+
+@_parallel
+def reduce1(meta, rp, cp, rowpart, colpart, b2, w, eps1, rowf, colf, fin):
+    """R_t, C_t and the finite flag from the partial sums; then the factors of 1/sqrt(V).
+
+    Leaves in rowf the factor sqrt(1^T R) / sqrt(R_i) and in colf 1 / sqrt(C_j).
+    """
+    for t in prange(meta.shape[0]):
+        nb, M, n, m, ncb, nrb, row0, col0, rf0, cf0 = meta[t, 0], meta[t, 1], meta[t, 2], meta[t, 3], \
+            meta[t, 5], meta[t, 7], meta[t, 8], meta[t, 9], meta[t, 10], meta[t, 11]
+        R = carray(_f32ptr(rp[t]), (nb * n,))
+        C = carray(_f32ptr(cp[t]), (nb * m,))
+        total = 0.0
+        for row in range(nb * n):
+            s = 0.0
+            for ci in range(ncb):
+                s += rowpart[row0 + row * ncb + ci]
+            rowf[rf0 + row] = s
+            total += s
+        for c in range(nb * m):
+            colf[cf0 + c] = 0.0
+        for b in range(nb):
+            for ri in range(nrb):
+                o = col0 + (b * nrb + ri) * m
+                for j in range(m):
+                    colf[cf0 + b * m + j] += colpart[o + j]
+        ok = total < np.inf
+        fin[t] = ok
+        if ok:
+            for row in range(nb * n):
+                R[row] = np.float32(b2[t] * R[row] + w[t] * (rowf[rf0 + row] + m * eps1))
+            for c in range(nb * m):
+                C[c] = np.float32(b2[t] * C[c] + w[t] * (colf[cf0 + c] + n * eps1))
+        for b in range(nb):
+            a = b // M
+            mid = b - a * M
+            sr = 0.0
+            for r in range(n):
+                sr += np.float64(R[(a * n + r) * M + mid])
+            sq = np.sqrt(sr)
+            for r in range(n):
+                row = (a * n + r) * M + mid
+                rowf[rf0 + row] = sq / np.sqrt(np.float64(R[row]))
+            for j in range(m):
+                colf[cf0 + b * m + j] = 1.0 / np.sqrt(np.float64(C[b * m + j]))
+
+
+@_parallel
+def pass2(tiles, meta, gp, fin, rowf, colf, part_u, lanes, mark):
+    """Partial sums of U^2 = rowf_i^2 (G_ij colf_j)^2 per tile."""
+    for it in prange(tiles.shape[0]):
+        t, b, ri, ci = tiles[it, 0], tiles[it, 1], tiles[it, 2], tiles[it, 3]
+        if not fin[t]:
+            part_u[it] = 0.0
+            continue
+        nb, M, n, m, cb, rb, rf0, cf0 = meta[t, 0], meta[t, 1], meta[t, 2], meta[t, 3], meta[t, 4], meta[t, 6], \
+            meta[t, 10], meta[t, 11]
+        G = carray(_ptr(gp[t], mark), (nb * n * m,))
+        r0 = ri * rb
+        r1 = min(n, r0 + rb)
+        c0 = ci * cb
+        c1 = min(m, c0 + cb)
+        a = b // M
+        mid = b - a * M
+        cf = colf[cf0 + b * m + c0:cf0 + b * m + c1]
+        buf = np.empty(lanes)
+        us = 0.0
+        for r in range(r0, r1):
+            row = (a * n + r) * M + mid
+            base = row * m
+            f = rowf[rf0 + row]
+            us += (f * f) * _usq_row(G[base + c0:base + c1], cf, buf)
+        part_u[it] = us
+
+
+@njit(inline="always", cache=True)
+def _update(X, G, Mo, k, f, decay, sign, momentum, weight, sr, seed, koff):
+    """X[k] <- decay X[k] - U (through the momentum), rounded into X's dtype; returns the stored value."""
+    u = ld(G, k) * f
+    if momentum:
+        mo = np.float64(Mo[k])
+        if weight < 0.5:
+            mo = mo + weight * (u - mo)
+        else:
+            mo = u - (u - mo) * (1.0 - weight)
+        mo32 = np.float32(mo)
+        Mo[k] = mo32
+        x = ld(X, k) * decay - np.float64(mo32)
+    else:
+        x = ld(X, k) * decay + sign * u
+    return st(X, k, x, sr, seed, koff)
+
+
+@njit(inline="always", cache=True)
+def _row3(X, G, Mo, cf, rs, decay, sign, momentum, weight, sr, seed, koff, buf):
+    """Pass 3 on one row slice; the sum of squares of what it stored (in lanes, as _sq_row sums them)."""
+    W = buf.shape[0]
+    L = G.shape[0]
+    for l in range(W):
+        buf[l] = 0.0
+    for q in range(L // W):
+        o = q * W
+        Xq, Gq, cfq = X[o:o + W], G[o:o + W], cf[o:o + W]
+        Mq = Mo[o:o + W] if momentum else Mo
+        for l in range(W):
+            v = _update(Xq, Gq, Mq, l, rs * cfq[l], decay, sign, momentum, weight, sr, seed, koff + o)
+            buf[l] += v * v
+    at = 0.0
+    for k in range((L // W) * W, L):
+        v = _update(X, G, Mo, k, rs * cf[k], decay, sign, momentum, weight, sr, seed, koff)
+        at += v * v
+    return _lanes_total(buf, at)
+
+
+@_parallel
+def pass3(tiles, meta, gp, xp, mp, fin, rowf, colf, scale, decay, sign, momentum, weight, sr, seeds, part_x, lanes,
+          mark):
+    """The update of X (and the momentum), and the partial sums of squares of the written X."""
+    for it in prange(tiles.shape[0]):
+        t, b, ri, ci = tiles[it, 0], tiles[it, 1], tiles[it, 2], tiles[it, 3]
+        if not fin[t]:
+            part_x[it] = 0.0
+            continue
+        nb, M, n, m, cb, rb, rf0, cf0 = meta[t, 0], meta[t, 1], meta[t, 2], meta[t, 3], meta[t, 4], meta[t, 6], \
+            meta[t, 10], meta[t, 11]
+        size = nb * n * m
+        G = carray(_ptr(gp[t], mark), (size,))
+        X = carray(_ptr(xp[t], mark), (size,))
+        Mo = carray(_f32ptr(mp[t]), (size if momentum else 0,))
+        seed = seeds[t]
+        s = scale[t]
+        r0 = ri * rb
+        r1 = min(n, r0 + rb)
+        c0 = ci * cb
+        c1 = min(m, c0 + cb)
+        a = b // M
+        mid = b - a * M
+        cf = colf[cf0 + b * m + c0:cf0 + b * m + c1]
+        buf = np.empty(lanes)
+        xs = 0.0
+        for r in range(r0, r1):
+            row = (a * n + r) * M + mid
+            base = row * m
+            rs = rowf[rf0 + row] * s
+            Xr, Gr = X[base + c0:base + c1], G[base + c0:base + c1]
+            k0 = base + c0
+            # One loop per option set, so that no branch is left inside the loop.
+            if momentum:
+                Mr = Mo[base + c0:base + c1]
+                if sr:
+                    xs += _row3(Xr, Gr, Mr, cf, rs, decay, sign, True, weight, True, seed, k0, buf)
+                else:
+                    xs += _row3(Xr, Gr, Mr, cf, rs, decay, sign, True, weight, False, seed, k0, buf)
+            elif sr:
+                xs += _row3(Xr, Gr, Mo, cf, rs, decay, sign, False, weight, True, seed, k0, buf)
+            else:
+                xs += _row3(Xr, Gr, Mo, cf, rs, decay, sign, False, weight, False, seed, k0, buf)
+        part_x[it] = xs
+
+
+@njit(**_OPTS)
+def tile_sums(tiles, part_x, part_u, fx, fu):
+    """Per-tensor totals of the tiles' partial sums, in tile order."""
+    for it in range(tiles.shape[0]):
+        t = tiles[it, 0]
+        fx[t] += part_x[it]
+        fu[t] += part_u[it]
+
+
+# ---------------------------------------------------------------------- vectors (full V)
+
+@_parallel
+def vpass1(vtiles, vmeta, gp, xp, vp, need_x, b2, w, eps1, part_g, part_u, part_x, fin, vx, vu, mark):
+    """Sum of G^2 (the finite flag), of U^2 with the new V (not yet stored), and of X^2 if needed."""
+    for it in prange(vtiles.shape[0]):
+        t, c = vtiles[it, 0], vtiles[it, 1]
+        numel = vmeta[t, 0]
+        G = carray(_ptr(gp[t], mark), (numel,))
+        V = carray(_f32ptr(vp[t]), (numel,))
+        k0 = c * 32768
+        k1 = min(numel, k0 + 32768)
+        gs = us = xs = 0.0
+        for k in range(k0, k1):
+            g = ld(G, k)
+            g2 = g * g
+            gs += g2
+            v = np.float64(np.float32(b2[t] * V[k] + w[t] * (g2 + eps1)))
+            us += g2 / v
+        if need_x[t]:
+            X = carray(_ptr(xp[t], mark), (numel,))
+            for k in range(k0, k1):
+                x = ld(X, k)
+                xs += x * x
+        part_g[it], part_u[it], part_x[it] = gs, us, xs
+    for t in range(vmeta.shape[0]):
+        gs = 0.0
+        vx[t] = 0.0
+        vu[t] = 0.0
+        for it in range(vmeta[t, 1], vmeta[t, 1] + vmeta[t, 2]):
+            gs += part_g[it]
+            vu[t] += part_u[it]
+            vx[t] += part_x[it]
+        fin[t] = gs < np.inf
+
+
+@_parallel
+def vpass3(vtiles, vmeta, gp, xp, vp, mp, fin, b2, w, eps1, scale, decay, sign, momentum, weight, sr, seeds,
+           part_x, vx, mark):
+    """Store V and update X (and the momentum); partial sums of squares of the written X."""
+    for it in prange(vtiles.shape[0]):
+        t, c = vtiles[it, 0], vtiles[it, 1]
+        if not fin[t]:
+            part_x[it] = 0.0
+            continue
+        numel = vmeta[t, 0]
+        G = carray(_ptr(gp[t], mark), (numel,))
+        X = carray(_ptr(xp[t], mark), (numel,))
+        V = carray(_f32ptr(vp[t]), (numel,))
+        Mo = carray(_f32ptr(mp[t]), (numel if momentum else 0,))
+        k0 = c * 32768
+        k1 = min(numel, k0 + 32768)
+        xs = 0.0
+        for k in range(k0, k1):
+            g = ld(G, k)
+            v32 = np.float32(b2[t] * V[k] + w[t] * (g * g + eps1))
+            V[k] = v32
+            x = _update(X, G, Mo, k, scale[t] / np.sqrt(np.float64(v32)), decay, sign, momentum, weight, sr,
+                        seeds[t], 0)
+            xs += x * x
+        part_x[it] = xs
+    for t in range(vmeta.shape[0]):
+        vx[t] = 0.0
+        for it in range(vmeta[t, 1], vmeta[t, 1] + vmeta[t, 2]):
+            vx[t] += part_x[it]

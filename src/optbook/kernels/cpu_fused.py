@@ -1,0 +1,351 @@
+r"""A fused Adafactor step for CPU tensors, compiled by numba: three passes over G.
+
+The same iteration as :class:`optbook.optim.Adafactor` (its functional
+signature is that of ``_foreach_adafactor``), scheduled as the dependencies
+require and no more:
+
+* **pass 1** reads :math:`G` (and :math:`X` only when the carried
+  :math:`\mathrm{RMS}(X_{t-1})` is stale) and forms the partial row and column
+  sums of :math:`G^2`; a tiny reduction turns them into :math:`R_t`, :math:`C_t`
+  and the per-tensor finite flag;
+* **pass 2** reads :math:`G` and forms :math:`\sum U^2` without forming
+  :math:`U`; a tiny reduction gives the step scale
+  :math:`\alpha_t / \max(1, \mathrm{RMS}(U_t)/d)`;
+* **pass 3** reads :math:`G` and :math:`X` (and the momentum), writes :math:`X`
+  (and the momentum), and sums the squares of the values it wrote: the next
+  step's :math:`\mathrm{RMS}(X)`.
+
+In float32 that is :math:`3 \cdot 4 + 2 \cdot 4 = 20` bytes per element. A
+vector keeps the full :math:`\hat V` and needs only passes 1 and 3.
+
+Reproducible everywhere
+-----------------------
+Every tensor is cut into tiles that depend on its shape only (at most
+:data:`COL_BLOCK` columns and about :data:`TILE` entries). Inside a tile a
+row is summed in :data:`LANES` fixed accumulators, combined in a fixed tree;
+the tiles' partial sums are written to buffers and added in tile order by one
+thread. All sums are float64 (a product of two float32 numbers is exact in
+float64). No reduction is left to the compiler (no ``fastmath``, so no
+reassociation and no fused multiply-add contraction), so the bits of a step do
+not depend on the number of threads, on the SIMD width or on which thread ran
+which tile. ``tests/test_kernel_cpu.py`` checks this with several thread counts
+and with ``NUMBA_CPU_NAME=generic``.
+
+The carried RMS(X)
+------------------
+The sum of squares that pass 3 wrote is kept per parameter with the
+parameter's ``_version`` (which the step bumps through
+``torch.autograd.graph.increment_version``, as an in-place op would). A
+later step uses it only if the version is unchanged; otherwise pass 1
+re-reads :math:`X`. The re-read sums in exactly the order pass 3 did, so a
+carried and a recomputed RMS are the same bits: a run resumed from a
+``state_dict`` continues bit for bit. A write that bypasses the version counter
+(``p.data.copy_(...)``) must be followed by :func:`invalidate_carried_rms`.
+
+Precision
+---------
+Parameters and gradients in float32, bfloat16 or float16 (the latter two are
+handled on their bits; numba has no 16-bit float type on the CPU); statistics
+and momentum in float32. A 16-bit parameter is rounded once per step, to
+nearest even or, with ``stochastic_rounding``, stochastically: random bits
+below the last kept mantissa bit are added and the rest truncated. The bits
+come from a counter-based hash of the element's index and a per-tensor seed
+drawn from the optimizer's ``generator`` (torch's default CPU generator if
+``None``), so a seeded run is reproducible and independent of the thread
+count. (float16 values below the smallest normal, 6.1e-5, round to nearest.)
+
+Compilation is lazy (the first call) and cached on disk (``cache=True``), so
+no step after the first pays for it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
+
+__all__ = ["fused_adafactor_cpu", "unsupported_reason", "invalidate_carried_rms", "TILE", "COL_BLOCK", "LANES"]
+
+#: Entries per tile (about): a tile's rows are summed by one thread.
+TILE = 1 << 15
+#: The most columns of a tile.
+COL_BLOCK = 2048
+#: Accumulators of a row sum (element q * LANES + l goes to lane l); fixed, whatever the SIMD width.
+LANES = 128
+#: Steps of fewer entries in all run on the calling thread.
+SERIAL_BELOW = 1 << 18
+
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# The numpy dtype that stands for each parameter dtype inside the kernels.
+_MARK = {torch.float32: np.float32, torch.bfloat16: np.uint16, torch.float16: np.int16}
+
+# parameter -> (its _version after our last write, sum of squares of what we wrote)
+_CARRIED = WeakIdKeyDictionary()
+_KERNELS = None
+
+
+def invalidate_carried_rms(params: Sequence[Tensor] | None = None) -> None:
+    """Forget the carried sums of squares (of ``params``, or of all)."""
+    if params is None:
+        _CARRIED.clear()
+    else:
+        for p in params:
+            _CARRIED.pop(p, None)
+
+
+def unsupported_reason(params: Sequence[Tensor], grads: Sequence[Tensor], factor_dims: str) -> str | None:
+    """Why the CPU kernel cannot take these tensors, or ``None`` if it can."""
+    from optbook.optim.adafactor import _factor_pair
+
+    for p, g in zip(params, grads):
+        if p.device.type != "cpu":
+            return f"a parameter is on {p.device}"
+        if p.dtype not in _DTYPES:
+            return f"a parameter has dtype {p.dtype} (the kernel takes float32, bfloat16 and float16)"
+        if not (p.is_contiguous() and g.is_contiguous()):
+            return "a parameter or its gradient is not contiguous"
+        pair = _factor_pair(p.shape, factor_dims)
+        if pair is not None and pair[1] != p.dim() - 1 and p.numel():
+            return f"factor_dims={factor_dims!r} factors a {tuple(p.shape)} tensor over dims {pair}, not ending in the last"
+    try:
+        _kernels()
+    except Exception as exc:  # numba missing or failing to compile
+        return f"the numba kernels are unavailable ({type(exc).__name__}: {exc})"
+    return None
+
+
+# ---------------------------------------------------------------------- plans
+
+_PLANS: dict = {}
+
+
+class _Plan:
+    """Tile tables of one list of shapes (cached; they depend on the shapes only)."""
+
+    def __init__(self, shapes, pairs):
+        fac = [k for k, pr in enumerate(pairs) if pr is not None]
+        vec = [k for k, pr in enumerate(pairs) if pr is None]
+        self.fac, self.vec = fac, vec
+        # factored: columns nb, M, n, m, cb, ncb, rb, nrb, row0 (offset into row buffers), col0
+        meta, tiles, rowoff, coloff, nrows, ncols = [], [], 0, 0, 0, 0
+        for t, k in enumerate(fac):
+            s = shapes[k]
+            i, j = pairs[k]
+            n, m = s[i], s[j]
+            M = math.prod(s[i + 1:j])
+            nb = math.prod(s[:i]) * M
+            cb = min(m, COL_BLOCK)
+            ncb = -(-m // cb)
+            rb = min(n, max(1, TILE // cb))
+            nrb = -(-n // rb)
+            meta.append((nb, M, n, m, cb, ncb, rb, nrb, rowoff, coloff, nrows, ncols))
+            rowoff += nb * n * ncb
+            coloff += nb * nrb * m
+            nrows += nb * n
+            ncols += nb * m
+            tiles += [(t, b, ri, ci) for b in range(nb) for ri in range(nrb) for ci in range(ncb)]
+        self.meta = np.array(meta, dtype=np.int64).reshape(-1, 12)
+        self.tiles = np.array(tiles, dtype=np.int64).reshape(-1, 4)
+        self.rowpart = np.zeros(rowoff)
+        self.colpart = np.zeros(coloff)
+        self.rowf = np.zeros(nrows)
+        self.colf = np.zeros(ncols)
+        self.part_x = np.zeros(len(tiles))
+        self.part_u = np.zeros(len(tiles))
+        # vectors: numel, tile0, ntiles
+        vmeta, vtiles = [], []
+        for t, k in enumerate(vec):
+            numel = math.prod(shapes[k])
+            nt = -(-numel // TILE)
+            vmeta.append((numel, len(vtiles), nt))
+            vtiles += [(t, c) for c in range(nt)]
+        self.vmeta = np.array(vmeta, dtype=np.int64).reshape(-1, 3)
+        self.vtiles = np.array(vtiles, dtype=np.int64).reshape(-1, 2)
+        self.vpart_g = np.zeros(len(vtiles))
+        self.vpart_u = np.zeros(len(vtiles))
+        self.vpart_x = np.zeros(len(vtiles))
+
+
+def _plan(shapes, pairs) -> _Plan:
+    key = (tuple(shapes), tuple(pairs))
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        plan = _PLANS[key] = _Plan(shapes, pairs)
+    return plan
+
+
+def _ptrs(tensors) -> np.ndarray:
+    return np.array([0 if t is None else t.data_ptr() for t in tensors], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------- the step
+
+
+def fused_adafactor_cpu(
+    params, grads, stats_r, stats_c, steps, *, exp_avgs, nonfinite_skips, lr, beta2_decay, eps1, eps2, d,
+    weight_decay, beta1, relative_step, scale_parameter, factor_dims, maximize, stochastic_rounding, generator,
+) -> None:
+    """One Adafactor step on CPU tensors (the arguments of ``_foreach_adafactor``).
+
+    The caller has checked the inputs with :func:`unsupported_reason`.
+    """
+    from optbook.optim.adafactor import _factor_pair
+
+    torch._foreach_add_(steps, 1.0)
+    K = _kernels()
+    import numba
+
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if threads == 1 or sum(p.numel() for p in params) < SERIAL_BELOW:
+        K = _Serial(K)
+    else:
+        numba.set_num_threads(threads)
+    by_dtype: dict[torch.dtype, list[int]] = {}
+    for k, p in enumerate(params):
+        if p.numel():
+            by_dtype.setdefault(p.dtype, []).append(k)
+    for dtype, idx in by_dtype.items():
+        _bucket(K, dtype, idx, params, grads, stats_r, stats_c, steps, exp_avgs, nonfinite_skips, lr, beta2_decay,
+                eps1, eps2, d, weight_decay, beta1, relative_step, scale_parameter, factor_dims, maximize,
+                stochastic_rounding, generator, _factor_pair)
+
+
+class _Serial:
+    """The kernels' serial twins (the same code without the thread pool: the same bits)."""
+
+    def __init__(self, K):
+        self.K = K
+
+    def __getattr__(self, name):
+        return self.K.SERIAL.get(name) or getattr(self.K, name)
+
+
+def _bucket(K, dtype, idx, params, grads, stats_r, stats_c, steps, exp_avgs, skips, lr, tau, eps1, eps2, d, wd,
+            beta1, relative_step, scale_parameter, factor_dims, maximize, sr, generator, _factor_pair):
+    ps = [params[k] for k in idx]
+    shapes = [tuple(p.shape) for p in ps]
+    pairs = [_factor_pair(s, factor_dims) if stats_c[k] is not None else None for s, k in zip(shapes, idx)]
+    plan = _plan(shapes, pairs)
+    mark = np.empty(0, dtype=_MARK[dtype])
+    kk = len(ps)
+    # Schedules, as the eager path computes them: float64, rounded once to float32.
+    t = torch.stack([steps[k] for k in idx]).double().numpy()
+    w64 = t ** tau
+    w = w64.astype(np.float32).astype(np.float64)
+    b2 = (1.0 - w64).astype(np.float32).astype(np.float64)
+    rho = (np.minimum(1.0 / np.sqrt(t), lr) if relative_step else np.full(kk, lr)).astype(np.float32).astype(np.float64)
+    # Carried sums of squares of X (NaN: re-read X in pass 1).
+    xsq = np.full(kk, np.nan)
+    if scale_parameter:
+        for q, p in enumerate(ps):
+            c = _CARRIED.get(p)
+            if c is not None and c[0] == p._version:
+                xsq[q] = c[1]
+    need_x = np.isnan(xsq) & scale_parameter
+    seeds = np.zeros(kk, dtype=np.int64)
+    if sr and dtype != torch.float32:
+        seeds = torch.randint(0, 1 << 62, (kk,), dtype=torch.int64, generator=generator).numpy().copy()
+    finite = np.ones(kk, dtype=np.bool_)
+    sumsq_u = np.zeros(kk)
+    fac, vec = plan.fac, plan.vec
+    gp, xp = _ptrs(grads[idx[q]] for q in range(kk)), _ptrs(ps)
+    rp = _ptrs(stats_r[idx[q]] for q in range(kk))
+    cp = _ptrs(stats_c[idx[q]] for q in range(kk))
+    mp = _ptrs((exp_avgs[idx[q]] if beta1 is not None else None) for q in range(kk))
+    fi = np.array(fac, dtype=np.int64)
+    vi = np.array(vec, dtype=np.int64)
+    if len(fac):
+        K.pass1(plan.tiles, plan.meta, gp[fi], xp[fi], need_x[fi], plan.rowpart, plan.colpart, plan.part_x, LANES,
+                mark)
+        ffin = np.ones(len(fac), dtype=np.bool_)
+        K.reduce1(plan.meta, rp[fi], cp[fi], plan.rowpart, plan.colpart, b2[fi], w[fi], eps1, plan.rowf, plan.colf,
+                  ffin)
+        finite[fi] = ffin
+        K.pass2(plan.tiles, plan.meta, gp[fi], ffin, plan.rowf, plan.colf, plan.part_u, LANES, mark)
+        fx, fu = np.zeros(len(fac)), np.zeros(len(fac))
+        K.tile_sums(plan.tiles, plan.part_x, plan.part_u, fx, fu)
+        sumsq_u[fi] = fu
+        xsq[fi] = np.where(need_x[fi], fx, xsq[fi])
+    if len(vec):
+        vfin = np.ones(len(vec), dtype=np.bool_)
+        vx, vu = np.zeros(len(vec)), np.zeros(len(vec))
+        K.vpass1(plan.vtiles, plan.vmeta, gp[vi], xp[vi], rp[vi], need_x[vi], b2[vi], w[vi], eps1,
+                 plan.vpart_g, plan.vpart_u, plan.vpart_x, vfin, vx, vu, mark)
+        finite[vi] = vfin
+        sumsq_u[vi] = vu
+        xsq[vi] = np.where(need_x[vi], vx, xsq[vi])
+    numel = np.array([p.numel() for p in ps], dtype=np.float64)
+    # The step scale, in float32 as the eager path rounds it.
+    clip = np.maximum(np.sqrt(sumsq_u / numel) / d, 1.0).astype(np.float32).astype(np.float64)
+    if scale_parameter:
+        rms = np.sqrt(xsq.astype(np.float32).astype(np.float64)) / np.sqrt(numel)
+        alpha = (np.maximum(rms.astype(np.float32), np.float32(eps2)) * rho.astype(np.float32)).astype(np.float64)
+    else:
+        alpha = rho
+    scale = (alpha.astype(np.float32) / clip.astype(np.float32)).astype(np.float64)
+    sign = 1.0 if maximize else -1.0
+    momentum = beta1 is not None
+    if momentum:
+        scale = scale * -sign
+    decay = float(np.float32(1.0 - lr * wd))
+    weight = float(np.float32(1.0 - beta1)) if momentum else 0.0
+    sr_on = bool(sr and dtype != torch.float32)
+    if len(fac):
+        K.pass3(plan.tiles, plan.meta, gp[fi], xp[fi], mp[fi], ffin, plan.rowf, plan.colf, scale[fi], decay, sign,
+                momentum, weight, sr_on, seeds[fi], plan.part_x, LANES, mark)
+        fx, fu = np.zeros(len(fac)), np.zeros(len(fac))
+        K.tile_sums(plan.tiles, plan.part_x, plan.part_u, fx, fu)
+        xsq[fi] = np.where(ffin, fx, xsq[fi])
+    if len(vec):
+        vx = np.zeros(len(vec))
+        K.vpass3(plan.vtiles, plan.vmeta, gp[vi], xp[vi], rp[vi], mp[vi], vfin, b2[vi], w[vi], eps1, scale[vi],
+                 decay, sign, momentum, weight, sr_on, seeds[vi], plan.vpart_x, vx, mark)
+        xsq[vi] = np.where(vfin, vx, xsq[vi])
+    inc = torch.autograd.graph.increment_version
+    for q, p in enumerate(ps):
+        if finite[q]:
+            inc(p)
+            if momentum:
+                inc(exp_avgs[idx[q]])
+            inc(stats_r[idx[q]])
+            if stats_c[idx[q]] is not None:
+                inc(stats_c[idx[q]])
+        else:
+            skips[idx[q]].add_(1)
+        if scale_parameter and not math.isnan(xsq[q]):
+            _CARRIED[p] = (p._version, float(xsq[q]))
+
+
+# ---------------------------------------------------------------------- kernels
+
+
+def _kernels():
+    global _KERNELS
+    if _KERNELS is None:
+        import numba
+
+        if "NUMBA_THREADING_LAYER" not in os.environ and not _threads_started():
+            # numba's OpenMP layer shares libgomp with torch, and after torch.set_num_threads a launch
+            # can take tens of milliseconds; the workqueue layer starts in well under one. (It does not
+            # take parallel launches from two Python threads at once: set NUMBA_THREADING_LAYER for that.)
+            numba.config.THREADING_LAYER = "workqueue"
+        from optbook.kernels import _cpu_fused_numba
+
+        _KERNELS = _cpu_fused_numba
+    return _KERNELS
+
+
+def _threads_started() -> bool:
+    try:
+        from numba.np.ufunc import parallel
+
+        return bool(parallel._is_initialized)
+    except (ImportError, AttributeError):
+        return False
