@@ -79,12 +79,27 @@ ones; on a GPU the whole tensor is one slab.
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from numbers import Real
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+
+from optbook.optim._compat import (
+    ComplexParameterError,
+    SparseGradientError,
+    check_state_dict_structure,
+    check_tensor_lr,
+    fill_missing_options,
+    lr_value,
+    run_load_pre_hooks,
+    signature_defaults,
+    step_count,
+    without_load_pre_hooks,
+)
 
 __all__ = ["Adafactor"]
 
@@ -93,6 +108,14 @@ __all__ = ["Adafactor"]
 # G^2 + eps1 (1e-30 underflows in float16) or the slow drift of R and C.
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+#: ``fused=None`` on dense CPU tensors (float32/bfloat16/float16) runs the numba kernel of
+#: :mod:`optbook.kernels.cpu_fused` if True, the eager (for-loop) path if False.
+CPU_FUSED_DEFAULT = False
+#: What runs a fused step on CPU tensors: ``"numba"`` (:mod:`optbook.kernels.cpu_fused`) or
+#: ``"triton-interpreter"`` (the Triton kernels under ``TRITON_INTERPRET=1``, for their tests; the default
+#: when that variable is set, as ``tests/conftest.py`` does).
+CPU_FUSED_BACKEND = "triton-interpreter" if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false", "False") else "numba"
+_CPU_FUSED_WARNED: set[str] = set()
 _FACTOR_DIMS = ("last_two", "two_largest")
 # eps1 must survive float32 statistics: below the smallest normal float32 a
 # zero gradient row would give R_i = 0 and 0 * rsqrt(0) = NaN.
@@ -111,6 +134,9 @@ _FOREIGN_OPTIONS = {
     "capturable": "nothing: the step never synchronises with the host anyway",
     "differentiable": "nothing: differentiating through the step is not supported",
 }
+# torch writes these two into param groups and defaults with the value False
+# (Optimizer.__setstate__ adds differentiable=False); only True is refused.
+_FALSE_IS_FINE = ("capturable", "differentiable")
 
 
 class Adafactor(Optimizer):
@@ -238,7 +264,10 @@ class Adafactor(Optimizer):
       per parameter. ``foreach=None`` means the batched path when every
       parameter of the group is on CUDA, as torch's other optimizers do (torch's
       Adafactor keeps the for-loop there).
-    * ``lr`` must be a Python number (torch also takes a 1-element tensor).
+    * A Tensor ``lr`` (one element, as torch takes) is read with ``float`` at
+      each step: for a CUDA tensor, one host synchronisation per param group.
+    * A complex parameter raises :class:`~optbook.optim._compat.ComplexParameterError`,
+      a ``RuntimeError`` as torch raises (and a ``TypeError``).
 
     Args:
         params: parameters, or dicts defining parameter groups.
@@ -271,13 +300,20 @@ class Adafactor(Optimizer):
             group is on CUDA).
         maximize: ascend (uses :math:`-G_t`; ``p.grad`` is not modified).
         stochastic_rounding: round bfloat16 parameters stochastically.
-        fused: run the group through the Triton kernels of
-            :mod:`optbook.kernels.adafactor_fused` (CUDA tensors, or CPU tensors
-            under ``TRITON_INTERPRET=1``; float32/bfloat16/float16;
-            ``"last_two"``, no stochastic rounding). Same iteration, same
-            state, momentum included; non-finite gradients are skipped and
-            counted in ``nonfinite_skips`` as on the eager path. ``None``
-            (default) is not fused until the kernels are measured on a GPU.
+        fused: run the group through a fused kernel; the device decides which:
+            CUDA tensors the Triton kernels of :mod:`optbook.kernels.adafactor_fused`,
+            CPU tensors the numba kernel of :mod:`optbook.kernels.cpu_fused` (or
+            Triton's interpreter when ``CPU_FUSED_BACKEND`` says so, as it does under
+            ``TRITON_INTERPRET=1``). float32/bfloat16/float16; ``"last_two"``, no
+            stochastic rounding. Same iteration, same state, momentum included;
+            non-finite gradients are skipped and counted in ``nonfinite_skips``
+            as on the eager path. A CPU group the kernel cannot take
+            (non-contiguous tensors, ...) falls back to the eager path with one
+            warning. ``None`` (default): on CUDA not fused until the kernels are
+            measured on a GPU; on dense CPU tensors of those dtypes the numba
+            kernel if the module constant ``CPU_FUSED_DEFAULT`` is True (then
+            also with ``"two_largest"`` and stochastic rounding, unless
+            ``foreach`` is set), else the eager path.
 
     Bad hyperparameters raise a ``ValueError`` or ``TypeError`` naming the
     option, in the constructor, in :meth:`add_param_group`, in
@@ -330,9 +366,20 @@ class Adafactor(Optimizer):
         self.generator: torch.Generator | None = None
         super().__init__(params, defaults)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # torch's Optimizer pickles defaults, state and param_groups only;
+        # without the generator a deep copy would not continue bit-exactly.
+        state = super().__getstate__()
+        state["generator"] = self.generator
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("generator", None)
+        # A group pickled or saved before an option existed gets its default,
+        # as torch.optim's optimizers do in __setstate__.
+        fill_missing_options(self.param_groups, _signature_defaults())
+        fill_missing_options([self.defaults], _signature_defaults())
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group after checking the options it overrides."""
@@ -351,56 +398,66 @@ class Adafactor(Optimizer):
     # ------------------------------------------------------------------ state dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict saved by :meth:`state_dict`, exactly.
+        """Load a state dict saved by :meth:`state_dict`, by ``torch.optim.Adafactor`` or by transformers.
 
-        Everything is checked first (hyperparameters, and the shape of every
-        statistic against its parameter), so a state dict from another model
-        raises a ``ValueError`` naming ``state_dict`` and changes nothing.
+        The load-state-dict pre-hooks run first, as in ``torch.optim``. Then
+        everything is checked (the containers, the grouping, hyperparameters,
+        the shape of every statistic against its parameter, and the values of
+        the step counters and statistics), so a state dict from another model,
+        or a corrupted one, raises a ``ValueError`` (``TypeError`` for an option
+        of the wrong type) naming ``state_dict`` and changes nothing.
+
+        * A param group that lacks an option (saved before the option existed)
+          gets the constructor's default for it.
+        * ``step`` may be a one-element tensor, an int or a whole float (older
+          checkpoints); it is stored as a float32 0-d tensor on the device.
+        * A state dict of ``torch.optim.Adafactor`` (``row_var``, ``col_var``,
+          ``variance``: means, with a kept dim of size 1) or of
+          ``transformers.optimization.Adafactor`` (``exp_avg_sq_row``,
+          ``exp_avg_sq_col``, ``exp_avg_sq``, ``exp_avg``; ``decay_rate``,
+          ``clip_threshold``, ...) is converted to this layout (row and column
+          sums) and its options to this class's; see :func:`_from_foreign`.
+
         Statistics keep their saved dtype (torch's loader would cast the
         float32 statistics of a bfloat16 parameter to bfloat16), and the step
         counters move to their parameter's device.
         """
-        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
-            raise ValueError("state_dict must be a dict with 'state' and 'param_groups', as state_dict() returns.")
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"state_dict has {len(saved_groups)} param groups but this optimizer has "
-                f"{len(self.param_groups)}; load a state dict saved from the same model and grouping."
-            )
+        state_dict = run_load_pre_hooks(self, state_dict)
+        check_state_dict_structure(self, state_dict)
+        state_dict = _from_foreign(state_dict)
+        defaults = _signature_defaults()
+        saved_groups = [{**defaults, **saved} for saved in state_dict["param_groups"]]
         saved_state = state_dict["state"]
         for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(
-                    f"state_dict: param group {gi} has {len(saved['params'])} parameters but this optimizer's has "
-                    f"{len(group['params'])}; load a state dict saved from the same model."
-                )
             _check_foreign_options(saved, f"state_dict: param group {gi}")
-            _check_hyperparameters({**self.defaults, **saved}, f"state_dict: param group {gi}")
+            _check_hyperparameters(saved, f"state_dict: param group {gi}")
             for pi, (p, key) in enumerate(zip(group["params"], saved["params"])):
-                if key in saved_state:
-                    _check_state(
-                        saved_state[key], p, {**self.defaults, **saved},
-                        f"state_dict: parameter {pi} of param group {gi}", strict_device=False,
-                    )
-        super().load_state_dict(state_dict)
+                if saved_state.get(key):
+                    _check_saved_state(saved_state[key], p, saved, f"state_dict: parameter {pi} of param group {gi}")
+        with without_load_pre_hooks(self):
+            super().load_state_dict({**state_dict, "param_groups": saved_groups})
         # torch's loader casts every floating-point state tensor to the
         # parameter's dtype and leaves "step" where it was; rebuild each entry
         # from the saved dict so that it is exact, owned and on the device.
         for group, saved in zip(self.param_groups, saved_groups):
             for p, key in zip(group["params"], saved["params"]):
-                if key not in saved_state:
+                if not saved_state.get(key):
                     continue
                 state = {}
                 for name, value in saved_state[key].items():
-                    if not torch.is_tensor(value):
+                    if name == "step" and not torch.is_tensor(value):
+                        state[name] = torch.tensor(float(value), dtype=torch.float32, device=p.device)
+                    elif name == "nonfinite_skips" and not torch.is_tensor(value):
+                        state[name] = torch.tensor(int(value), dtype=torch.int64, device=p.device)
+                    elif not torch.is_tensor(value):
                         state[name] = value
                     elif name == "step":
-                        state[name] = value.to(device=p.device, dtype=torch.float32, copy=True)
+                        state[name] = value.to(device=p.device, dtype=torch.float32, copy=True).reshape(())
                     elif name == "nonfinite_skips":
-                        state[name] = value.to(device=p.device, dtype=torch.int64, copy=True)
+                        state[name] = value.to(device=p.device, dtype=torch.int64, copy=True).reshape(())
                     else:
                         state[name] = value.to(device=p.device, dtype=_compute_dtype(p.dtype), copy=True)
+                state.setdefault("nonfinite_skips", torch.zeros((), dtype=torch.int64, device=p.device))
                 self.state[p] = state
 
     # ------------------------------------------------------------------ step
@@ -435,10 +492,14 @@ class Adafactor(Optimizer):
             if group["fused"] and params:
                 _check_fused_group(params, where)
             work.append((group, params))
+        # DTensor parameters (FSDP2, tensor parallelism): optbook.distributed, two all-reduces for all of them.
+        from optbook.distributed.adafactor import step_dtensors
+
+        work = step_dtensors(self, work)
         for group, params in work:
             if not params:
                 continue
-            if group["fused"]:
+            if group["fused"] and not (params[0].device.type == "cpu" and CPU_FUSED_BACKEND == "numba"):
                 self._fused_step(group, params)
                 continue
             for p in params:
@@ -453,6 +514,8 @@ class Adafactor(Optimizer):
                 foreach = all(p.is_cuda for p in params)
             eps1, eps2 = group["eps"]
             func = _foreach_adafactor if foreach else _single_tensor_adafactor
+            if _cpu_kernel(group, params):
+                from optbook.kernels.cpu_fused import fused_adafactor_cpu as func
             func(
                 params,
                 [p.grad for p in params],
@@ -481,15 +544,15 @@ class Adafactor(Optimizer):
         """Host-side checks of one parameter (dtype, layout, shapes; never values)."""
         grad = p.grad
         if torch.is_complex(p) or torch.is_complex(grad):
-            raise TypeError(
-                f"{where} is complex ({p.dtype}); Adafactor is defined for real tensors (transformers would "
-                "silently square the complex gradient). Optimise torch.view_as_real of it as a real parameter."
+            raise ComplexParameterError(
+                f"{where} is complex ({p.dtype}): Adafactor does not support complex parameters (transformers "
+                "would silently square the complex gradient). Optimise torch.view_as_real of it as a real parameter."
             )
         if not p.is_floating_point():
             raise TypeError(f"{where} has dtype {p.dtype}; Adafactor needs a floating-point parameter.")
         if grad.is_sparse or grad.layout != torch.strided:
-            raise ValueError(
-                f"{where} has a sparse gradient ({grad.layout}); Adafactor needs dense gradients "
+            raise SparseGradientError(
+                f"{where} has a sparse gradient ({grad.layout}): Adafactor does not support sparse gradients "
                 "(for an nn.Embedding, construct it with sparse=False)."
             )
         if grad.shape != p.shape or grad.dtype != p.dtype or grad.device != p.device:
@@ -964,6 +1027,8 @@ def _check_state(state: dict[str, Any], p: Tensor, group: dict[str, Any], where:
                 f"{where} has {name} as {value.dtype} on {value.device}; it must be {cd} on {p.device} "
                 "(use load_state_dict, which converts it)."
             )
+    if not strict_device:
+        return  # a saved state dict's counters: _check_saved_state reads their values
     for name, dtypes in (("step", (torch.float32,)), ("nonfinite_skips", (torch.int64,))):
         value = state.get(name)
         ok = torch.is_tensor(value) and value.numel() == 1 and (not strict_device or value.dtype in dtypes)
@@ -977,6 +1042,177 @@ def _check_state(state: dict[str, Any], p: Tensor, group: dict[str, Any], where:
             )
 
 
+
+def _check_saved_state(state: Any, p: Tensor, group: dict[str, Any], where: str) -> None:
+    """One parameter's state in a state dict being loaded: layout, counters and values (``ValueError``).
+
+    Unlike the per-step check this reads values (at load time only): a
+    statistic that is not finite, or a second moment below zero, would turn
+    the next step's ``rsqrt`` into NaN, so it is refused here, not found later.
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"{where} is {type(state).__name__}; it must be a dict of state entries.")
+    _check_state(state, p, group, where, strict_device=False)
+    if "step" not in state:
+        raise ValueError(f"{where} has statistics but no 'step'; the state dict is corrupted or not Adafactor's.")
+    step_count(state["step"], where)
+    if "nonfinite_skips" in state:
+        step_count(state["nonfinite_skips"], where + " (nonfinite_skips)")
+    for name in ("R", "C", "V", "exp_avg"):
+        value = state.get(name)
+        if value is None:
+            continue
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(
+                f"{where} has NaN or inf in {name}; the checkpoint is corrupted. Load an earlier one or start "
+                "from a fresh optimizer."
+            )
+        if name != "exp_avg" and bool((value < 0).any()):
+            raise ValueError(
+                f"{where} has negative entries in {name}, a sum of squared gradients (>= 0); the checkpoint is "
+                "corrupted. Load an earlier one or start from a fresh optimizer."
+            )
+
+
+_SIGNATURE_DEFAULTS: dict[str, Any] = {}
+
+
+def _signature_defaults() -> dict[str, Any]:
+    """The constructor's keyword defaults (what a missing option of an older state dict means)."""
+    if not _SIGNATURE_DEFAULTS:
+        _SIGNATURE_DEFAULTS.update(signature_defaults(Adafactor))
+    return _SIGNATURE_DEFAULTS
+
+
+# The per-parameter state keys of the other implementations' state dicts.
+_TORCH_KEYS = {"row_var", "col_var", "variance"}
+_TRANSFORMERS_KEYS = {"exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq", "RMS"}
+
+
+def _from_foreign(state_dict: dict[str, Any]) -> dict[str, Any]:
+    r"""A state dict of ``torch.optim.Adafactor`` or transformers' ``Adafactor`` in this class's layout.
+
+    Returns ``state_dict`` itself when it is already in this layout, else a
+    new dict (the argument is never modified). Recognised per param group:
+    transformers by its options ``decay_rate`` and ``clip_threshold``, torch by
+    ``eps[0] is None`` or by the state keys ``row_var``/``col_var``/``variance``.
+
+    * torch keeps running *means*: ``row_var`` of shape ``s[:-1] + (1,)`` and
+      ``col_var`` of shape ``s[:-2] + (1,) + s[-1:]``; here :math:`R` is the
+      row sum ``row_var * m`` and :math:`C` the column sum ``col_var * n``
+      (``V`` is ``variance`` as is). Its options map one to one, except that its
+      default ``eps=(None, 1e-3)`` (a clamp) becomes ``eps=(1e-30, 1e-3)`` (the
+      paper's addend); the two agree unless a gradient row is nearly zero.
+    * transformers keeps means of :math:`G^2 + \epsilon_1`, ``exp_avg_sq_row``
+      of shape ``s[:-1]`` and ``exp_avg_sq_col`` of shape ``s[:-2] + s[-1:]``;
+      ``R = exp_avg_sq_row * m``, ``C = exp_avg_sq_col * n``. Its
+      ``relative_step=True`` (``lr=None``) is ``lr=1e-2`` here (its fixed cap),
+      ``relative_step=False`` keeps its ``lr``; ``decay_rate`` is
+      ``beta2_decay``, ``clip_threshold`` is ``d``, ``beta1``,
+      ``scale_parameter`` and ``eps`` carry over, and its ``exp_avg`` is the
+      same momentum. ``warmup_init=True`` and a nonzero ``weight_decay``
+      (transformers decays by :math:`\lambda\alpha_t`, this class by
+      :math:`\gamma\lambda`) have no equivalent and raise ``ValueError``.
+    """
+    saved_state = state_dict["state"]
+    groups, states, changed = [], dict(saved_state), False
+    for gi, group in enumerate(state_dict["param_groups"]):
+        keys = [k for k in group["params"] if isinstance(saved_state.get(k), dict)]
+        names = set().union(*(saved_state[k].keys() for k in keys)) if keys else set()
+        eps = group.get("eps")
+        if "decay_rate" in group and "clip_threshold" in group:
+            groups.append(_transformers_group(group, f"state_dict: param group {gi} (transformers Adafactor)"))
+            convert = _transformers_state
+        elif names & _TORCH_KEYS or (isinstance(eps, (tuple, list)) and len(eps) == 2 and eps[0] is None):
+            new = dict(group)
+            if isinstance(eps, (tuple, list)) and len(eps) == 2 and eps[0] is None:
+                new["eps"] = (1e-30, eps[1])
+            groups.append(new)
+            convert = _torch_state
+        else:
+            groups.append(group)
+            continue
+        changed = True
+        for k in keys:
+            states[k] = convert(saved_state[k], f"state_dict: state {k!r}")
+    return {**state_dict, "state": states, "param_groups": groups} if changed else state_dict
+
+
+def _transformers_group(group: dict[str, Any], where: str) -> dict[str, Any]:
+    if group.get("warmup_init"):
+        raise ValueError(
+            f"{where} has warmup_init=True (rho_t = min(1e-6 t, 1/sqrt(t))); optbook.Adafactor has no such "
+            "option. Use a learning-rate scheduler on lr with relative_step=False, or load with warmup_init=False."
+        )
+    if group.get("weight_decay", 0.0):
+        raise ValueError(
+            f"{where} has weight_decay={group['weight_decay']}: transformers decays by weight_decay * alpha_t, "
+            "optbook.Adafactor by lr * weight_decay (torch's convention), so the run cannot continue exactly. "
+            "Continue it with transformers, or restart the decay with optbook.Adafactor."
+        )
+    relative = group.get("relative_step", True)
+    lr = group.get("lr")
+    if relative and lr is not None:
+        raise ValueError(f"{where} has relative_step=True and lr={lr}; transformers itself refuses this pair.")
+    if not relative and lr is None:
+        raise ValueError(f"{where} has relative_step=False and lr=None; it needs an lr.")
+    new = {k: v for k, v in group.items() if k not in ("decay_rate", "clip_threshold", "warmup_init")}
+    new.update(
+        lr=1e-2 if relative else lr,
+        beta2_decay=group["decay_rate"],
+        d=group["clip_threshold"],
+        weight_decay=0.0,
+        relative_step=relative,
+    )
+    return new
+
+
+def _means_to_sums(state: dict[str, Any], row: str, col: str, full: str, where: str, keepdim: bool) -> dict[str, Any]:
+    new = {k: v for k, v in state.items() if k not in (row, col, full, "RMS")}
+    if row in state or col in state:
+        r, c = state.get(row), state.get(col)
+        rank = 2 if keepdim else 1
+        if not (torch.is_tensor(r) and torch.is_tensor(c) and r.dim() >= rank and c.dim() >= rank):
+            raise ValueError(f"{where} has {row}={r!r} and {col}={c!r}; it needs both, as tensors of rank >= {rank}.")
+        wide = torch.promote_types(r.dtype, torch.float32) if r.is_floating_point() else torch.float32
+        if keepdim:  # torch: (..., n, 1) and (..., 1, m)
+            m, n = c.shape[-1], r.shape[-2]
+            new["R"], new["C"] = r.to(wide).squeeze(-1) * m, c.to(wide).squeeze(-2) * n
+        else:  # transformers: (..., n) and (..., m)
+            m, n = c.shape[-1], r.shape[-1]
+            new["R"], new["C"] = r.to(wide) * m, c.to(wide) * n
+    if full in state:
+        new["V"] = state[full]
+    return new
+
+
+def _torch_state(state: dict[str, Any], where: str) -> dict[str, Any]:
+    return _means_to_sums(state, "row_var", "col_var", "variance", where, keepdim=True)
+
+
+def _transformers_state(state: dict[str, Any], where: str) -> dict[str, Any]:
+    return _means_to_sums(state, "exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq", where, keepdim=False)
+
+
+def _cpu_kernel(group: dict[str, Any], params: list[Tensor]) -> bool:
+    """True if this group steps through :mod:`optbook.kernels.cpu_fused`; where it cannot, warns once and says False."""
+    fused = group["fused"]
+    if fused is False or params[0].device.type != "cpu":
+        return False
+    if fused is None and (not CPU_FUSED_DEFAULT or group["foreach"] is not None):
+        return False  # not the default, or the group asks for an eager path by name
+    if fused is None and any(p.dtype not in _FUSED_DTYPES for p in params):
+        return False  # float64: the eager path, which is exact for it
+    from optbook.kernels.cpu_fused import unsupported_reason
+
+    why = unsupported_reason(params, [p.grad for p in params], group["factor_dims"])
+    if why is not None and why not in _CPU_FUSED_WARNED:
+        _CPU_FUSED_WARNED.add(why)
+        warnings.warn(f"optbook.Adafactor: the fused CPU step cannot be used ({why}); using the eager path.",
+                      RuntimeWarning, stacklevel=3)
+    return why is None
+
+
 def _check_fused_group(params: list[Tensor], where: str) -> None:
     """The fused kernels' requirements, checked before anything in the step is written."""
     for p in params:
@@ -985,6 +1221,8 @@ def _check_fused_group(params: list[Tensor], where: str) -> None:
                 f"{where} has fused=True, but a parameter has dtype {p.dtype}; the fused kernels take float32, "
                 "bfloat16 and float16. Put it in a group with fused=False."
             )
+    if all(p.device.type == "cpu" for p in params) and CPU_FUSED_BACKEND == "numba":
+        return  # optbook.kernels.cpu_fused, or where it cannot take them the eager path (with a warning)
     try:
         from optbook.kernels.adafactor_fused import INTERPRET
     except ImportError as exc:
@@ -1014,7 +1252,7 @@ def _is_real(value: Any) -> bool:
 
 def _check_foreign_options(group: dict[str, Any], where: str) -> None:
     for name, hint in _FOREIGN_OPTIONS.items():
-        if name in group:
+        if name in group and not (name in _FALSE_IS_FINE and group[name] is False):
             raise ValueError(f"{where} sets {name!r}, which optbook.Adafactor does not read; use {hint}.")
 
 
@@ -1022,9 +1260,11 @@ def _check_hyperparameters(group: dict[str, Any], where: str) -> None:
     """Raise a ValueError/TypeError naming the first bad option of ``group``."""
     for name in ("lr", "beta2_decay", "d", "weight_decay"):
         value = group[name]
+        if name == "lr" and torch.is_tensor(value):
+            check_tensor_lr(value, where)  # one element, real: read with float() below and in step()
+            continue
         if not _is_real(value):
-            hint = " (a Tensor lr is not supported: pass a float)" if name == "lr" and torch.is_tensor(value) else ""
-            raise TypeError(f"{where}: {name} must be a real number, got {value!r} ({type(value).__name__}){hint}.")
+            raise TypeError(f"{where}: {name} must be a real number, got {value!r} ({type(value).__name__}).")
     eps = group["eps"]
     if not (isinstance(eps, (tuple, list)) and len(eps) == 2):
         raise TypeError(f"{where}: eps must be a pair (eps1, eps2), got {eps!r}; the paper uses (1e-30, 1e-3).")
@@ -1051,6 +1291,7 @@ def _check_hyperparameters(group: dict[str, Any], where: str) -> None:
     if beta1 is not None and not _is_real(beta1):
         raise TypeError(f"{where}: beta1 must be a real number in [0, 1) or None, got {beta1!r}.")
     lr, tau, d, wd = (group[k] for k in ("lr", "beta2_decay", "d", "weight_decay"))
+    lr = lr_value(lr)
     eps1, eps2 = eps
     if not (math.isfinite(lr) and lr >= 0):
         raise ValueError(
