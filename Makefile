@@ -96,10 +96,12 @@ test-book: $(STAMP) $(MATHJAX)
 
 # Every page of the built book, opened in headless Chromium with every request
 # that is not to the local server blocked; screenshots go to _build/screenshots/.
+# Two pytest-xdist workers, each with its own browser: a page spends much of its
+# time waiting on MathJax and layout, so two overlap well even on two cores.
 # The file is not named test_*.py, so `pytest tests` (test-lib) never collects it.
 test-browser: $(STAMP) $(CHROMIUM)
 	@test -f _build/html/index.html || $(MAKE) --no-print-directory book
-	$(BIN)/python -m pytest tests/browser/browser_check.py -p no:cacheprovider -q
+	$(BIN)/python -m pytest tests/browser/browser_check.py -p no:cacheprovider -q -n 2
 
 # Every step runs even if an earlier one failed, so one run reports everything;
 # the summary lines are printed together at the end and any failure fails the target.

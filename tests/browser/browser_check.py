@@ -27,7 +27,10 @@ of the book, reached by clicking its link in the sidebar:
   plus edit-this-page, open-an-issue and Binder links;
 - a chapter (under ``book/part*/``) has exercises, and their solutions are closed
   behind a toggle when the page opens;
-- a full-page screenshot is saved as ``_build/screenshots/<docname>.jpg``.
+- a screenshot is saved as ``_build/screenshots/<docname>.jpg``: the first screen a
+  reader sees, or the whole page when the page has a problem or when
+  ``BROWSER_FULL_SCREENSHOTS=1`` is set (a full page of a long chapter costs about
+  1.7 s to capture, which over every page is most of a minute).
 
 The search page must find a known term, the sidebar must list every source page
 under ``book/``, the pages with the most mathematics also render when opened
@@ -218,12 +221,15 @@ def page(context, network):
     page.close()
 
 
-def screenshot(page, name: str) -> Path:
-    """A full-page screenshot. JPEG: a long chapter is over 10,000 pixels tall, and
-    encoding it as PNG costs a second more per page for no visible gain."""
+FULL_SCREENSHOTS = os.environ.get("BROWSER_FULL_SCREENSHOTS", "") not in ("", "0")
+
+
+def screenshot(page, name: str, full_page: bool = False) -> Path:
+    """A screenshot of the first screen, or of the whole page. JPEG: a long chapter is
+    over 10,000 pixels tall, and encoding it as PNG costs a second more for no visible gain."""
     path = SHOTS / f"{name}.jpg"
     path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(path), full_page=True, type="jpeg", quality=80)
+    page.screenshot(path=str(path), full_page=full_page or FULL_SCREENSHOTS, type="jpeg", quality=80)
     return path
 
 
@@ -525,7 +531,7 @@ def test_page_as_a_reader_sees_it(page, network, base_url, source):
         if binder and header.locator(f'a[href^="{binder.rstrip("/")}/v2/gh/"]').count() != 1:
             problems.append(f"no Binder launch link to {binder}")
 
-    shot = screenshot(page, name)
+    shot = screenshot(page, name, full_page=bool(problems))  # the whole page when there is something to see
     assert not problems, f"{name} ({shot.relative_to(ROOT)}):\n  " + "\n  ".join(problems)
 
 
