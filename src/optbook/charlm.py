@@ -46,12 +46,14 @@ __all__ = [
     "parameter_rms",
     "evaluate",
     "train",
+    "train_from_scratch",
     "window_mean",
     "flatten_parameters",
 ]
 # These build, run and measure a model; none computes a book symbol.
 __helpers__ = (
-    "build_model", "parameter_count", "parameter_shapes", "parameter_rms", "evaluate", "train", "window_mean",
+    "build_model", "parameter_count", "parameter_shapes", "parameter_rms", "evaluate", "train", "train_from_scratch",
+    "window_mean",
     "flatten_parameters",
 )
 
@@ -253,6 +255,31 @@ def train(
             run.val_steps.append(step)
             run.val_loss.append(evaluate(model, val_batches))
     return run
+
+
+def train_from_scratch(
+    config: CharLMConfig,
+    make_optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
+    train_batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    val_batches: list[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    steps: int,
+    eval_every: int,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    flat: bool = False,
+    name: str = "",
+) -> tuple[TrainingRun, torch.optim.Optimizer]:
+    """Build the model from ``seed`` (stored flat if ``flat``), make its optimizer, and :func:`train` it.
+
+    Returns the run and the optimizer, whose state the chapter measures.
+    """
+    model = build_model(config, seed=seed, dtype=dtype)
+    if flat:
+        flatten_parameters(model)
+    optimizer = make_optimizer(model.parameters())
+    run = train(model, optimizer, train_batches, val_batches, steps=steps, eval_every=eval_every, name=name)
+    return run, optimizer
 
 
 def window_mean(values: list[float], width: int) -> tuple[list[int], list[float]]:
