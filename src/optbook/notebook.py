@@ -35,7 +35,7 @@ def setup(seed: int = DEFAULT_SEED, *, precision: int = 4) -> np.random.Generato
     else:
         torch.manual_seed(seed)
         torch.set_num_threads(1)
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _use_deterministic_algorithms(torch)
     import matplotlib
 
     _use_inline_figures()
@@ -53,6 +53,23 @@ def setup(seed: int = DEFAULT_SEED, *, precision: int = 4) -> np.random.Generato
         }
     )
     return np.random.default_rng(seed)
+
+
+def _use_deterministic_algorithms(torch) -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)``, without importing TorchInductor.
+
+    The public function imports ``torch._inductor.config`` to set its flag too, which costs
+    1.6 s per kernel start; no chapter compiles with Inductor, so when Inductor is not loaded
+    only the ATen flag is set (the same call the public function makes). If Inductor is
+    already loaded, or torch lacks the private entry point, the public function is used.
+    """
+    import sys
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        setter(True, warn_only=True)
 
 
 def _use_inline_figures() -> None:
