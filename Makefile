@@ -77,8 +77,10 @@ NBVAL := $(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-wi
 	-p no:cacheprovider -q -n 2 --dist loadfile
 KERNEL_SETS := native baseline haswell sandybridge-npbase zen skylakex
 
+# Timing cells (marked NBVAL_IGNORE_OUTPUT, never compared) run one round only:
+# OPTBOOK_TIMING_SMOKE, see optbook/benchmark.py.
 test-notebooks: $(STAMP)
-	@status=0; \
+	@export OPTBOOK_TIMING_SMOKE=1; status=0; \
 	for set in native baseline; do \
 		$(BIN)/python tools/kernel_sets.py run $$set -- $(NBVAL) $(CHAPTERS) || status=1; \
 	done; exit $$status

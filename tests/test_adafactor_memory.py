@@ -165,7 +165,8 @@ def test_parametrised_builders():
 # --------------------------------------------------------------------------- optbook.benchmark
 
 
-def test_compare_optimizers_times_every_optimizer_against_the_baseline():
+def test_compare_optimizers_times_every_optimizer_against_the_baseline(monkeypatch):
+    monkeypatch.delenv("OPTBOOK_TIMING_SMOKE", raising=False)
     shapes = [(16, 8), (8,)]
     factories = {"optbook": lambda ps: Adafactor(ps), "torch": lambda ps: torch.optim.Adafactor(ps)}
     results = {r.name: r for r in compare_optimizers(factories, shapes, baseline="torch", warmup=1, repeats=3)}
@@ -181,6 +182,25 @@ def test_compare_optimizers_times_every_optimizer_against_the_baseline():
     x0, grads = make_problem(shapes, grad_rms=1e-3)
     assert [tuple(x.shape) for x in x0] == shapes and grads[0].abs().max() < 1e-2
     with pytest.raises(ValueError, match="repeats"):
+        interleaved_step_times({}, repeats=0)
+
+
+def test_smoke_mode_times_one_round_without_warmup(monkeypatch):
+    steps = []
+
+    class Counting:
+        def step(self):
+            steps.append(1)
+
+    monkeypatch.setenv("OPTBOOK_TIMING_SMOKE", "1")
+    samples = interleaved_step_times({"a": Counting(), "b": Counting()}, warmup=3, repeats=20)
+    assert [len(t) for t in samples.values()] == [1, 1] and len(steps) == 2
+    monkeypatch.setenv("OPTBOOK_TIMING_SMOKE", "0")
+    steps.clear()
+    samples = interleaved_step_times({"a": Counting()}, warmup=3, repeats=20)
+    assert len(samples["a"]) == 20 and len(steps) == 23
+    with pytest.raises(ValueError, match="repeats"):  # bad input is refused in smoke mode too
+        monkeypatch.setenv("OPTBOOK_TIMING_SMOKE", "1")
         interleaved_step_times({}, repeats=0)
 
 

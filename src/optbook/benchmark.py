@@ -8,12 +8,19 @@ load on a shared machine falls on all of them alike instead of on whichever
 ran during a busy moment; the medians and the per-round (paired) ratios are
 then robust to it. ``tools/bench_adafactor_cpu.py`` uses this for the issue's
 benchmark, :mod:`optbook.bench` is the GPU benchmark.
+
+With ``OPTBOOK_TIMING_SMOKE=1`` in the environment every timing runs one round
+and no warm-up: the code is exercised, the numbers mean nothing. ``make test``
+sets it for the chapters, whose timing cells are marked ``# NBVAL_IGNORE_OUTPUT``
+(their stored outputs come from a full run on a quiet machine and are never
+compared), so the test suite does not spend minutes on timings it throws away.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -23,10 +30,20 @@ import torch
 
 from optbook.memory import optimizer_state_bytes
 
-__all__ = ["StepTimes", "make_problem", "interleaved_step_times", "compare_optimizers", "parameter_count"]
+__all__ = [
+    "StepTimes", "make_problem", "interleaved_step_times", "compare_optimizers", "parameter_count",
+    "smoke_mode", "SMOKE_ENV",
+]
 
 # Public functions that time or set up rather than compute a book symbol.
-__helpers__ = tuple(__all__)
+__helpers__ = tuple(n for n in __all__ if n != "SMOKE_ENV")
+
+SMOKE_ENV = "OPTBOOK_TIMING_SMOKE"
+
+
+def smoke_mode() -> bool:
+    """True when ``$OPTBOOK_TIMING_SMOKE`` asks timings to run one round only (see the module docstring)."""
+    return os.environ.get(SMOKE_ENV, "") not in ("", "0")
 
 Factory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 
@@ -66,6 +83,8 @@ def interleaved_step_times(
     """Seconds per ``step()`` of each optimizer, ``repeats`` rounds of one step each, after ``warmup`` rounds."""
     if warmup < 0 or repeats < 1:
         raise ValueError(f"warmup must be >= 0 and repeats >= 1, got {warmup} and {repeats}.")
+    if smoke_mode():
+        warmup, repeats = 0, 1
     for _ in range(warmup):
         for opt in optimizers.values():
             opt.step()
