@@ -47,7 +47,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optbook import Adafactor
-from optbook.memory import adafactor_state_numbers, optimizer_state_numbers
+from optbook.analysis.memory import adafactor_state_numbers, optimizer_state_numbers
 from optbook.reference import adafactor as ref
 from test_optim_adafactor import (
     F64,

@@ -1,4 +1,4 @@
-"""optbook.memory, optbook.model_shapes, optbook.benchmark and tools/bench_adafactor_cpu.py.
+"""optbook.analysis.memory, optbook.tasks.model_shapes, optbook.bench.timing and tools/bench_adafactor_cpu.py.
 
 Oracles: the tensors torch optimizers really allocate (for the state
 counts), the models ``transformers`` builds from the published configurations
@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from optbook import Adafactor
-from optbook import memory_accounting as ma
-from optbook import model_shapes as ms
-from optbook.benchmark import compare_optimizers, interleaved_step_times, make_problem, parameter_count
-from optbook.memory import adafactor_state_numbers, optimizer_state_bytes, optimizer_state_numbers
+from optbook.analysis import memory as ma
+from optbook.tasks import model_shapes as ms
+from optbook.bench.timing import compare_optimizers, interleaved_step_times, make_problem, parameter_count
+from optbook.analysis.memory import adafactor_state_numbers, optimizer_state_bytes, optimizer_state_numbers
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def _stepped(make, shapes, dtype=torch.float32):
     return opt
 
 
-# --------------------------------------------------------------------------- optbook.memory
+# --------------------------------------------------------------------------- optbook.analysis.memory
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_adafactor_state_numbers_other_shapes_and_options():
 
 
 def test_adafactor_keeps_a_sliver_of_adams_state_on_real_models():
-    """Adafactor's factored state against Adam's 2N (optbook.memory_accounting) on the four models."""
+    """Adafactor's factored state against Adam's 2N (optbook.analysis.memory) on the four models."""
     for name, build in ms.MODELS.items():
         shapes = build()
         n = ma.total_numbers(shapes)
@@ -111,7 +111,7 @@ def test_adafactor_keeps_a_sliver_of_adams_state_on_real_models():
         assert ma.total_numbers(shapes, lambda s: adafactor_state_numbers(s, beta1=True)) == ours + n
 
 
-# --------------------------------------------------------------------------- optbook.model_shapes
+# --------------------------------------------------------------------------- optbook.tasks.model_shapes
 
 
 def _transformers_shapes(name):
@@ -162,7 +162,7 @@ def test_parametrised_builders():
         ms.llama_like_shapes(2, 64, 128, n_heads=6, n_kv_heads=2)
 
 
-# --------------------------------------------------------------------------- optbook.benchmark
+# --------------------------------------------------------------------------- optbook.bench.timing
 
 
 def test_compare_optimizers_times_every_optimizer_against_the_baseline(monkeypatch):

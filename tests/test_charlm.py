@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from optbook import charlm
-from optbook import text_corpus as tc
+from optbook.tasks import charlm
+from optbook.tasks import text_corpus as tc
 
 CFG = charlm.CharLMConfig(vocab_size=11, context=8, d_model=16, n_heads=2, n_layers=2, d_ff=24)
 

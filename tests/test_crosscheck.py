@@ -13,8 +13,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from optbook import crosscheck as cc  # noqa: E402
-from optbook.memory import optimizer_state_numbers  # noqa: E402
+from optbook.analysis import crosscheck as cc  # noqa: E402
+from optbook.analysis.memory import optimizer_state_numbers  # noqa: E402
 from optbook.reference import adafactor as af  # noqa: E402
 
 SHAPES = [(12, 9), (9,), (3, 8, 6), (2, 3, 5, 7), (), (5, 1)]

@@ -1,11 +1,11 @@
-"""Tests of optbook.least_squares against hand values, finite differences and scikit-learn."""
+"""Tests of optbook.tasks.least_squares against hand values, finite differences and scikit-learn."""
 
 import math
 
 import numpy as np
 import pytest
 
-from optbook import least_squares as ls
+from optbook.tasks import least_squares as ls
 
 
 def small():

@@ -1,4 +1,4 @@
-"""Tests of optbook.memory_accounting against the state torch optimizers really allocate."""
+"""Tests of optbook.analysis.memory against the state torch optimizers really allocate."""
 
 import inspect
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from optbook import memory_accounting as ma
+from optbook.analysis import memory as ma
 
 
 def test_every_public_function_has_a_symbol_or_is_a_helper():

@@ -1,4 +1,4 @@
-"""Tests of optbook.misconceptions: the seed documents' formulas and code behaviours.
+"""Tests of optbook.analysis.misconceptions: the seed documents' formulas and code behaviours.
 
 Expected values are worked out by hand from the printed formulas, or come from
 an independent implementation (optbook.reference.adam, torch.optim.Adafactor,
@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from optbook import misconceptions as mc
+from optbook.analysis import misconceptions as mc
 from optbook.reference import adafactor as af
 from optbook.reference import adam
 

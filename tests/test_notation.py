@@ -8,7 +8,7 @@ import optbook
 from optbook.notation import notation_table
 
 # Modules whose public functions are formulas of the book.
-FORMULA_PACKAGES = ("optbook.reference", "optbook.problems", "optbook.wiki")
+FORMULA_PACKAGES = ("optbook.reference", "optbook.problems", "optbook.analysis", "optbook.schedules", "optbook.tasks")
 
 
 def formula_modules():

@@ -22,7 +22,7 @@ from optbook.notation import notation_table
 NOTEBOOK = Path(__file__).resolve().parents[1] / "book" / "appendix" / "notation.ipynb"
 REFRESH = f"re-execute the appendix: .venv/bin/python tools/execute_notebooks.py {NOTEBOOK.relative_to(NOTEBOOK.parents[2])}"
 # Modules whose public functions are formulas of the book (as in test_notation.py).
-FORMULA_PACKAGES = ("optbook.reference", "optbook.problems", "optbook.wiki")
+FORMULA_PACKAGES = ("optbook.reference", "optbook.problems", "optbook.analysis", "optbook.schedules", "optbook.tasks")
 
 
 def public_formula_functions() -> set[str]:

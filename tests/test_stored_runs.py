@@ -1,4 +1,4 @@
-"""optbook.stored_runs: stored full runs are re-checked live, and a stale file is refused."""
+"""optbook.tasks.stored_runs: stored full runs are re-checked live, and a stale file is refused."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from optbook import stored_runs
-from optbook.charlm import TrainingRun
+from optbook.tasks import stored_runs
+from optbook.tasks.charlm import TrainingRun
 
 
 def quadratic_runner(rate: float, calls: list[int]):

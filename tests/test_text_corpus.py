@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from optbook import text_corpus as tc
+from optbook.tasks import text_corpus as tc
 
 
 @pytest.fixture()

@@ -6,11 +6,11 @@ Usage::
     OMP_NUM_THREADS=1 .venv/bin/python tools/bench_adafactor_cpu.py            # GPT-2-like, 6 x 384
     OMP_NUM_THREADS=1 .venv/bin/python tools/bench_adafactor_cpu.py --quick    # tiny shapes, a smoke test
 
-The parameter set is shaped like a small GPT-2 (``optbook.model_shapes.gpt2_like_shapes``:
+The parameter set is shaped like a small GPT-2 (``optbook.tasks.model_shapes.gpt2_like_shapes``:
 6 layers, width 384, vocabulary 50257, context 1024 by default), in float32.
 All optimizers run in one process with their paper-default settings, each on
 its own copy of the same parameters with the same fixed gradients, and take
-turns step by step (``optbook.benchmark``), so that the load other jobs put on
+turns step by step (``optbook.bench.timing``), so that the load other jobs put on
 a shared machine hits them alike. The report gives each optimizer's median
 step time, its ratio to ``torch.optim.Adafactor``'s default (the for-loop
 path) and to its ``foreach=True`` path, both as a ratio of medians and as the
@@ -37,8 +37,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from optbook import Adafactor  # noqa: E402
-from optbook.benchmark import compare_optimizers, parameter_count  # noqa: E402
-from optbook.model_shapes import gpt2_like_shapes  # noqa: E402
+from optbook.bench.timing import compare_optimizers, parameter_count  # noqa: E402
+from optbook.tasks.model_shapes import gpt2_like_shapes  # noqa: E402
 
 TORCH_DEFAULT = "torch.optim.Adafactor"
 TORCH_FOREACH = "torch.optim.Adafactor(foreach=True)"

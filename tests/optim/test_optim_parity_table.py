@@ -1,10 +1,10 @@
-"""The behaviour parity table of Part II's implementations chapter (optbook.crosscheck.behaviour_parity_table)."""
+"""The behaviour parity table of Part II's implementations chapter (optbook.analysis.crosscheck.behaviour_parity_table)."""
 
 from __future__ import annotations
 
 import pytest
 
-from optbook.crosscheck import PARITY_BEHAVIOURS, behaviour_parity_table
+from optbook.analysis.crosscheck import PARITY_BEHAVIOURS, behaviour_parity_table
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_error_cells_name_the_exception(detailed):
 def test_migration_difference_is_below_1e_6_and_checks_its_source():
     import pytest as _pytest
 
-    from optbook.crosscheck import migration_difference
+    from optbook.analysis.crosscheck import migration_difference
 
     assert migration_difference("torch") < 1e-6
     assert migration_difference("torch", weight_decay=0.1, lr=0.01) < 1e-6

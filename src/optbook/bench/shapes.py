@@ -1,6 +1,6 @@
 """The parameter sets the benchmark steps: one function, :func:`parameter_shapes`.
 
-The shapes come from :mod:`optbook.model_shapes`, which states the published
+The shapes come from :mod:`optbook.tasks.model_shapes`, which states the published
 configurations and where they come from; the benchmark fills them with
 random numbers, since an optimizer step's cost depends only on the shapes
 and dtypes. Each model also has a small variant of the same architecture
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from optbook.model_shapes import gpt2_like_shapes, llama_like_shapes
+from optbook.tasks.model_shapes import gpt2_like_shapes, llama_like_shapes
 
 __all__ = ["MODELS", "CPU_MODELS", "ALL_MODELS", "parameter_shapes", "parameter_count"]
 

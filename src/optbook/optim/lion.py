@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from optbook.optim._compat import fill_missing_options, lr_value, signature_defaults
-from optbook.optim._part1_checks import check_group, checked_work, load_state_dict_checked
+from optbook.optim._torch_checks import check_group, checked_work, load_state_dict_checked
 
 __all__ = ["Lion"]
 

@@ -27,7 +27,7 @@ from torch.optim import Optimizer
 
 from optbook.notation import symbol
 from optbook.optim._compat import fill_missing_options, lr_value, signature_defaults
-from optbook.optim._part1_checks import check_group, check_state, checked_work, load_state_dict_checked
+from optbook.optim._torch_checks import check_group, check_state, checked_work, load_state_dict_checked
 from optbook.reference import _checks
 
 __all__ = ["Sophia", "hutchinson", "gauss_newton_bartlett"]

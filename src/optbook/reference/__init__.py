@@ -18,6 +18,14 @@ every name is also available here, so a chapter can write
     Sophia and the Hutchinson and Gauss-Newton-Bartlett estimators
 ``trajectory``
     :func:`run`, which traces any of the rules on a test function
+``adamax``, ``nadam``, ``adam_variants``
+    AdaMax, Nadam, and Adam as the lecture's slide writes it (with SGDW)
+``newton``
+    Newton's method
+``logged_run``
+    :func:`run_logged`, a runner that keeps a log instead of every iterate
+``averaging``, ``factored``, ``instability``
+    iterate averaging, factored second moments, instability measurements (used by their names)
 ``adafactor``
     Adafactor, kept under its own name (``optbook.reference.adafactor.step``)
 
@@ -26,7 +34,9 @@ returning ``(x_new, state_new)``; ``state=None`` means the state before the
 first step, which ``init_<rule>_state(x)`` also builds.
 """
 
-from optbook.reference import adafactor, adam, adaptive, gd, lion, momentum, sophia, trajectory
+from optbook.reference import (
+    adafactor, adam, adam_variants, adamax, adaptive, gd, logged_run, lion, momentum, nadam, newton, sophia, trajectory,
+)
 from optbook.reference.adam import *  # noqa: F401,F403
 from optbook.reference.adaptive import *  # noqa: F401,F403
 from optbook.reference.gd import *  # noqa: F401,F403
@@ -34,6 +44,11 @@ from optbook.reference.lion import *  # noqa: F401,F403
 from optbook.reference.momentum import *  # noqa: F401,F403
 from optbook.reference.sophia import *  # noqa: F401,F403
 from optbook.reference.trajectory import *  # noqa: F401,F403
+from optbook.reference.adamax import *  # noqa: F401,F403
+from optbook.reference.nadam import *  # noqa: F401,F403
+from optbook.reference.adam_variants import *  # noqa: F401,F403
+from optbook.reference.newton import *  # noqa: F401,F403
+from optbook.reference.logged_run import *  # noqa: F401,F403
 
 __all__ = [
     "adafactor",
@@ -44,6 +59,11 @@ __all__ = [
     "momentum",
     "sophia",
     "trajectory",
+    "adamax",
+    "nadam",
+    "adam_variants",
+    "newton",
+    "logged_run",
     *gd.__all__,
     *momentum.__all__,
     *adaptive.__all__,
@@ -51,4 +71,9 @@ __all__ = [
     *lion.__all__,
     *sophia.__all__,
     *trajectory.__all__,
+    *adamax.__all__,
+    *nadam.__all__,
+    *adam_variants.__all__,
+    *newton.__all__,
+    *logged_run.__all__,
 ]

@@ -118,3 +118,24 @@ def check_state_arrays(x: np.ndarray, **arrays) -> None:
     """Every state array must have the shape of ``x`` (a state built for other parameters is a bug)."""
     for name, arr in arrays.items():
         check_same_shape(x, arr, f"state.{name}")
+
+
+def check_step_number(t) -> int:
+    """A step index t >= 1 (steps count from 1, as in the bias corrections)."""
+    if isinstance(t, bool) or int(t) != t or t < 1:
+        raise ValueError(f"t must be a whole number >= 1 (steps count from 1), got {t!r}.")
+    return int(t)
+
+
+def check_step_count(t) -> int:
+    """A number of steps t >= 0 (a schedule's value before the first step included)."""
+    if isinstance(t, bool) or int(t) != t or t < 0:
+        raise ValueError(f"t must be a whole number of steps >= 0, got {t!r}.")
+    return int(t)
+
+
+def check_positive_finite(value, name: str) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
+    return value

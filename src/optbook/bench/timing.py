@@ -28,7 +28,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from optbook.memory import optimizer_state_bytes
+from optbook.analysis.memory import optimizer_state_bytes
 
 __all__ = [
     "StepTimes", "make_problem", "interleaved_step_times", "compare_optimizers", "parameter_count",

@@ -117,3 +117,21 @@ def beale_problem(x0=(1.0, 1.5)) -> Problem:
 
 def saddle_problem(x0=(1.0, 1e-3)) -> Problem:
     return Problem("saddle x^2 - y^2", saddle, saddle_grad, np.array(x0, dtype=float), None)
+
+
+@dataclass(frozen=True)
+class FiniteSum:
+    r"""A loss :math:`J(\theta) = \frac1N\sum_{i=1}^N J_i(\theta)` with exact gradients.
+
+    ``loss(x)`` and ``grad(x)`` are the full-batch :math:`J` and :math:`\nabla J`;
+    ``example_grads(x, indices)`` returns the per-example gradients
+    :math:`\nabla J_i(x)` for ``indices``, shape ``(len(indices), *x.shape)``,
+    as :func:`optbook.reference.minibatch_gradient` expects. ``n`` is :math:`N`.
+    """
+
+    name: str
+    n: int
+    loss: Callable[[np.ndarray], float]
+    grad: Callable[[np.ndarray], np.ndarray]
+    example_grads: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    x0: np.ndarray

@@ -1,4 +1,4 @@
-"""optbook.part1_extras and optbook.animate: the additions for Part I, chapters 5 to 8.
+"""The library behind Part I, chapters 5 to 8: AdaMax, Nadam, Newton, curvature, paths, batch-size rules, torch runs.
 
 Every formula is checked against an independent computation: torch.optim
 (Adamax, NAdam, SGD), torch autograd (Hessian-vector products, Hessian
@@ -18,7 +18,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from optbook import animate, part1_extras as px  # noqa: E402
+from optbook.viz import animate  # noqa: E402
+from optbook import analysis, problems, reference, tasks  # noqa: E402
 from optbook.reference import adam_step, momentum_step, run, sgdw_step  # noqa: E402
 from optbook.reference.gd import l2_regularized_gradient  # noqa: E402
 from optbook.tasks import Dataset, softmax_cross_entropy, softmax_cross_entropy_grad  # noqa: E402
@@ -46,12 +47,7 @@ def torch_path(make, grad, x0, steps):
 # --- notation ------------------------------------------------------------------------------
 
 
-def test_every_public_function_has_a_symbol_or_is_a_helper():
-    helpers = set(px.__helpers__)
-    for name in px.__all__:
-        obj = getattr(px, name)
-        if inspect.isfunction(obj) and obj.__module__ == px.__name__ and name not in helpers:
-            assert hasattr(obj, "__book_symbol__"), name
+# (test_notation.py checks that every public formula function of these modules has a symbol.)
 
 
 # --- Adam's relatives ------------------------------------------------------------------------
@@ -61,13 +57,13 @@ def test_every_public_function_has_a_symbol_or_is_a_helper():
 def test_adamax_matches_torch(betas):
     a, b, grad = quadratic(1)
     x0 = np.random.default_rng(2).standard_normal(5)
-    ours = run(px.adamax_step, x0, grad, 40, lr=0.05, betas=betas, eps=1e-8).xs
+    ours = run(reference.adamax_step, x0, grad, 40, lr=0.05, betas=betas, eps=1e-8).xs
     theirs = torch_path(lambda p: torch.optim.Adamax(p, lr=0.05, betas=betas, eps=1e-8), grad, x0, 40)
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
 
 
 def test_adamax_norm_is_a_decayed_running_maximum():
-    u = px.infinity_norm_moment(np.array([4.0, 0.1]), np.array([-1.0, 3.0]), 0.5, 0.0)
+    u = reference.infinity_norm_moment(np.array([4.0, 0.1]), np.array([-1.0, 3.0]), 0.5, 0.0)
     np.testing.assert_allclose(u, [2.0, 3.0])
 
 
@@ -75,7 +71,7 @@ def test_adamax_norm_is_a_decayed_running_maximum():
 def test_nadam_matches_torch(momentum_decay):
     a, b, grad = quadratic(3)
     x0 = np.random.default_rng(4).standard_normal(5)
-    ours = run(px.nadam_step, x0, grad, 40, lr=0.02, momentum_decay=momentum_decay).xs
+    ours = run(reference.nadam_step, x0, grad, 40, lr=0.02, momentum_decay=momentum_decay).xs
     # torch keeps the running product of mu_t in its default dtype: make that float64 for the comparison
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
@@ -89,18 +85,18 @@ def test_nadam_matches_torch(momentum_decay):
 
 
 def test_nadam_momentum_schedule_warms_up_to_beta1():
-    mus = [px.nadam_momentum(0.9, t) for t in (1, 10, 100, 10_000)]
+    mus = [reference.nadam_momentum(0.9, t) for t in (1, 10, 100, 10_000)]
     assert 0.45 < mus[0] < mus[1] < mus[2] < mus[3] < 0.9
-    assert math.isclose(px.nadam_momentum(0.9, 10**6), 0.9, rel_tol=1e-9)
+    assert math.isclose(reference.nadam_momentum(0.9, 10**6), 0.9, rel_tol=1e-9)
 
 
 def test_lecture_adam_equals_adam_without_eps_and_differs_with_it():
     a, b, grad = quadratic(5)
     x0 = np.ones(5)
-    no_eps = run(px.lecture_adam_step, x0, grad, 30, lr=0.05, eps=0.0).xs
+    no_eps = run(reference.lecture_adam_step, x0, grad, 30, lr=0.05, eps=0.0).xs
     adam = run(adam_step, x0, grad, 30, lr=0.05, eps=0.0).xs
     np.testing.assert_allclose(no_eps, adam, rtol=1e-12, atol=1e-14)
-    inside = run(px.lecture_adam_step, x0, grad, 30, lr=0.05, eps=1e-2).xs
+    inside = run(reference.lecture_adam_step, x0, grad, 30, lr=0.05, eps=1e-2).xs
     outside = run(adam_step, x0, grad, 30, lr=0.05, eps=1e-2).xs
     assert np.abs(inside - outside).max() > 1e-4
 
@@ -109,13 +105,13 @@ def test_momentum_decoupled_limits_and_difference_from_l2():
     a, b, grad = quadratic(6)
     x0 = np.ones(5)
     plain = run(momentum_step, x0, grad, 25, lr=0.05, momentum=0.9).xs
-    no_decay = run(px.momentum_decoupled_step, x0, grad, 25, lr=0.05, momentum=0.9, weight_decay=0.0).xs
+    no_decay = run(reference.momentum_decoupled_step, x0, grad, 25, lr=0.05, momentum=0.9, weight_decay=0.0).xs
     np.testing.assert_allclose(no_decay, plain, rtol=0, atol=1e-15)
-    no_momentum = run(px.momentum_decoupled_step, x0, grad, 25, lr=0.05, momentum=0.0, weight_decay=0.3).xs
+    no_momentum = run(reference.momentum_decoupled_step, x0, grad, 25, lr=0.05, momentum=0.0, weight_decay=0.3).xs
     sgdw = run(sgdw_step, x0, grad, 25, lr=0.05, weight_decay=0.3).xs
     np.testing.assert_allclose(no_momentum, sgdw, rtol=0, atol=1e-14)
     l2 = run(momentum_step, x0, lambda x: l2_regularized_gradient(grad(x), x, 0.3), 25, lr=0.05, momentum=0.9).xs
-    decoupled = run(px.momentum_decoupled_step, x0, grad, 25, lr=0.05, momentum=0.9, weight_decay=0.3).xs
+    decoupled = run(reference.momentum_decoupled_step, x0, grad, 25, lr=0.05, momentum=0.9, weight_decay=0.3).xs
     assert np.abs(l2 - decoupled).max() > 1e-3
 
 
@@ -133,12 +129,12 @@ def test_l2_momentum_matches_torch_sgd_weight_decay():
 
 def test_newton_solves_a_quadratic_in_one_step_in_both_forms():
     a, b, grad = quadratic(8)
-    x1, state = px.newton_step(np.zeros(5), grad(np.zeros(5)), hessian_fn=lambda x: a)
+    x1, state = reference.newton_step(np.zeros(5), grad(np.zeros(5)), hessian_fn=lambda x: a)
     np.testing.assert_allclose(a @ x1, b, atol=1e-12)
     assert state.t == 1
     d = np.array([2.0, 5.0])
     g = np.array([1.0, -1.0])
-    np.testing.assert_allclose(px.newton_direction(d, g), px.newton_direction(np.diag(d), g))
+    np.testing.assert_allclose(reference.newton_direction(d, g), reference.newton_direction(np.diag(d), g))
 
 
 def small_softmax(n=40, d=4, k=3, seed=0):
@@ -165,8 +161,8 @@ def test_softmax_hvp_and_diagonal_match_autograd(l2):
     f = torch_softmax_loss(x, y, l2)
     H = torch.autograd.functional.hessian(f, torch.tensor(w)).reshape(w.size, w.size).numpy()
     v = np.random.default_rng(1).standard_normal(w.shape)
-    np.testing.assert_allclose(px.softmax_hvp(w, x, v, l2).ravel(), H @ v.ravel(), atol=1e-12)
-    np.testing.assert_allclose(px.softmax_hessian_diagonal(w, x, l2).ravel(), np.diag(H), atol=1e-12)
+    np.testing.assert_allclose(tasks.softmax_hvp(w, x, v, l2).ravel(), H @ v.ravel(), atol=1e-12)
+    np.testing.assert_allclose(tasks.softmax_hessian_diagonal(w, x, l2).ravel(), np.diag(H), atol=1e-12)
     # the loss itself is the library's, so the Hessian belongs to the function the chapters optimise
     assert math.isclose(float(f(torch.tensor(w))), softmax_cross_entropy(w, x, y, l2), rel_tol=1e-12)
 
@@ -181,9 +177,9 @@ def test_gauss_newton_diagonal_is_the_hessian_for_a_linear_model():
 
     J = torch.autograd.functional.jacobian(logits, torch.tensor(w.ravel())).numpy()  # (B, C, P)
     p = torch.softmax(logits(torch.tensor(w.ravel())), dim=1).numpy()
-    np.testing.assert_allclose(px.gauss_newton_diagonal(J, p), px.softmax_hessian_diagonal(w, x).ravel(), atol=1e-12)
+    np.testing.assert_allclose(tasks.gauss_newton_diagonal(J, p), tasks.softmax_hessian_diagonal(w, x).ravel(), atol=1e-12)
     with pytest.raises(ValueError):
-        px.gauss_newton_diagonal(J, p[:, :2])
+        tasks.gauss_newton_diagonal(J, p[:, :2])
 
 
 def test_gnb_from_the_library_averages_to_the_exact_diagonal():
@@ -195,11 +191,11 @@ def test_gnb_from_the_library_averages_to_the_exact_diagonal():
     est = np.mean(
         [gnb_diagonal(lambda yy: softmax_cross_entropy_grad(w, x, yy), logits, rng) for _ in range(20000)], axis=0
     )
-    assert px.relative_error(est, px.softmax_hessian_diagonal(w, x)) < 0.03
+    assert analysis.relative_error(est, tasks.softmax_hessian_diagonal(w, x)) < 0.03
 
 
 def test_relative_error():
-    assert px.relative_error(np.array([1.0, 1.0]), np.array([1.0, 0.0])) == 1.0
+    assert analysis.relative_error(np.array([1.0, 1.0]), np.array([1.0, 0.0])) == 1.0
 
 
 # --- the sharp/flat toy ------------------------------------------------------------------------
@@ -209,25 +205,25 @@ def test_sharp_flat_gradient_and_hessian_match_autograd():
     for point in ([-0.7, 1.0], [0.2, 5.0], [1.3, -2.0]):
         t = torch.tensor(point, dtype=torch.float64, requires_grad=True)
         loss = 8 * (t[0] - 1) ** 2 * (1.3 * t[0] ** 2 + 2 * t[0] + 1) + 0.5 * (t[1] - 4) ** 2
-        assert math.isclose(float(loss.detach()), float(px.sharp_flat_loss(np.array(point))), rel_tol=1e-12)
+        assert math.isclose(float(loss.detach()), float(problems.sharp_flat_loss(np.array(point))), rel_tol=1e-12)
         (g,) = torch.autograd.grad(loss, t, create_graph=True)
-        np.testing.assert_allclose(px.sharp_flat_grad(np.array(point)), g.detach().numpy(), atol=1e-12)
+        np.testing.assert_allclose(problems.sharp_flat_grad(np.array(point)), g.detach().numpy(), atol=1e-12)
         H = np.stack([torch.autograd.grad(g[i], t, retain_graph=True)[0].numpy() for i in range(2)])
-        np.testing.assert_allclose(px.sharp_flat_hessian_diagonal(np.array(point)), np.diag(H), atol=1e-10)
+        np.testing.assert_allclose(problems.sharp_flat_hessian_diagonal(np.array(point)), np.diag(H), atol=1e-10)
         assert abs(H[0, 1]) < 1e-12
 
 
 def test_sharp_flat_stationary_points():
-    np.testing.assert_allclose(px.sharp_flat_grad(px.SHARP_FLAT_MINIMIZER), 0.0, atol=1e-12)
-    np.testing.assert_allclose(px.sharp_flat_grad(px.SHARP_FLAT_SADDLE), 0.0, atol=1e-12)
-    assert px.sharp_flat_loss(px.SHARP_FLAT_MINIMIZER) == 0.0
-    h_min = px.sharp_flat_hessian_diagonal(px.SHARP_FLAT_MINIMIZER)
-    h_saddle = px.sharp_flat_hessian_diagonal(px.SHARP_FLAT_SADDLE)
+    np.testing.assert_allclose(problems.sharp_flat_grad(problems.SHARP_FLAT_MINIMIZER), 0.0, atol=1e-12)
+    np.testing.assert_allclose(problems.sharp_flat_grad(problems.SHARP_FLAT_SADDLE), 0.0, atol=1e-12)
+    assert problems.sharp_flat_loss(problems.SHARP_FLAT_MINIMIZER) == 0.0
+    h_min = problems.sharp_flat_hessian_diagonal(problems.SHARP_FLAT_MINIMIZER)
+    h_saddle = problems.sharp_flat_hessian_diagonal(problems.SHARP_FLAT_SADDLE)
     np.testing.assert_allclose(h_min, [68.8, 1.0])
     assert h_saddle[0] < 0 < h_saddle[1]
     grid = np.stack(np.meshgrid(np.linspace(-2, 3, 101), np.linspace(-1, 9, 101)), axis=-1)
-    assert px.sharp_flat_loss(grid).min() >= 0.0
-    problem = px.sharp_flat_problem()
+    assert problems.sharp_flat_loss(grid).min() >= 0.0
+    problem = problems.sharp_flat_problem()
     np.testing.assert_allclose(problem.minimizer, [1.0, 4.0])
 
 
@@ -236,41 +232,41 @@ def test_sharp_flat_stationary_points():
 
 def test_overshoot_heading_and_exit():
     path = np.array([[0.0, 0.0], [0.5, 0.0], [1.3, 0.1], [0.9, 0.0], [1.0, 0.0]])
-    assert math.isclose(px.overshoot(path, np.array([1.0, 0.0])), 0.3)
-    assert px.overshoot(path[:2], np.array([1.0, 0.0])) == 0.0
-    assert math.isclose(px.heading_error(path, np.array([1.0, 0.0]), 1), 0.0, abs_tol=1e-9)
-    assert math.isclose(px.heading_error(np.array([[0, 0], [0, 1.0]]), np.array([1.0, 0.0]), 1), 90.0)
-    assert px.first_exit(path, 0.05) == 2
-    assert px.first_exit(path, 5.0) is None
+    assert math.isclose(analysis.overshoot(path, np.array([1.0, 0.0])), 0.3)
+    assert analysis.overshoot(path[:2], np.array([1.0, 0.0])) == 0.0
+    assert math.isclose(analysis.heading_error(path, np.array([1.0, 0.0]), 1), 0.0, abs_tol=1e-9)
+    assert math.isclose(analysis.heading_error(np.array([[0, 0], [0, 1.0]]), np.array([1.0, 0.0]), 1), 90.0)
+    assert analysis.first_exit(path, 0.05) == 2
+    assert analysis.first_exit(path, 5.0) is None
 
 
 def test_scaling_rules():
-    assert px.linear_scaling_lr(0.1, 32, 256) == pytest.approx(0.8)
-    assert px.sqrt_scaling_lr(0.1, 32, 128) == pytest.approx(0.2)
-    np.testing.assert_allclose(px.linear_scaling_lr(1.0, 2, np.array([2, 4])), [1.0, 2.0])
+    assert analysis.linear_scaling_lr(0.1, 32, 256) == pytest.approx(0.8)
+    assert analysis.sqrt_scaling_lr(0.1, 32, 128) == pytest.approx(0.2)
+    np.testing.assert_allclose(analysis.linear_scaling_lr(1.0, 2, np.array([2, 4])), [1.0, 2.0])
 
 
 def test_log_parabola_argmin():
     lrs = np.geomspace(1e-3, 1.0, 7)
     losses = (np.log(lrs) - np.log(0.02)) ** 2
-    assert px.log_parabola_argmin(lrs, losses) == pytest.approx(0.02, rel=1e-9)
-    assert px.log_parabola_argmin(lrs, np.arange(7.0)) == pytest.approx(1e-3)  # best at the edge
+    assert analysis.log_parabola_argmin(lrs, losses) == pytest.approx(0.02, rel=1e-9)
+    assert analysis.log_parabola_argmin(lrs, np.arange(7.0)) == pytest.approx(1e-3)  # best at the edge
     bad = losses.copy()
     bad[-3:] = np.inf  # diverged runs
-    assert np.isfinite(px.log_parabola_argmin(lrs, bad))
-    assert px.log_parabola_argmin(lrs[::-1], losses[::-1]) == pytest.approx(0.02, rel=1e-9)
+    assert np.isfinite(analysis.log_parabola_argmin(lrs, bad))
+    assert analysis.log_parabola_argmin(lrs[::-1], losses[::-1]) == pytest.approx(0.02, rel=1e-9)
 
 
 # --- torch experiments ------------------------------------------------------------------------------
 
 
 def test_make_optimizer_state_is_what_the_book_says_it_is():
-    from optbook.memory import adafactor_state_numbers, optimizer_state_numbers
+    from optbook.analysis.memory import adafactor_state_numbers, optimizer_state_numbers
 
     lin = torch.nn.Linear(100, 50)
     numbers = {}
-    for name in px.OPTIMIZER_NAMES:
-        opt = px.make_optimizer(name, lin.parameters(), 1e-3)
+    for name in tasks.OPTIMIZER_NAMES:
+        opt = tasks.make_optimizer(name, lin.parameters(), 1e-3)
         lin.zero_grad()
         lin(torch.randn(8, 100)).pow(2).mean().backward()
         if name == "Sophia":
@@ -285,16 +281,16 @@ def test_make_optimizer_state_is_what_the_book_says_it_is():
 
 
 def test_make_optimizer_builds_every_name_and_rejects_others():
-    for name in px.OPTIMIZER_NAMES:
+    for name in tasks.OPTIMIZER_NAMES:
         p = torch.nn.Parameter(torch.ones(3))
-        opt = px.make_optimizer(name, [p], 1e-2)
+        opt = tasks.make_optimizer(name, [p], 1e-2)
         p.grad = torch.ones(3)
         if name == "Sophia":
             opt.update_hessian([torch.ones(3)])
         opt.step()
         assert torch.all(p < 1.0), name
     with pytest.raises(ValueError, match="unknown optimizer"):
-        px.make_optimizer("Adamax", [torch.nn.Parameter(torch.ones(1))], 1e-3)
+        tasks.make_optimizer("Adamax", [torch.nn.Parameter(torch.ones(1))], 1e-3)
 
 
 def tiny_data(classification=True):
@@ -310,24 +306,24 @@ def tiny_data(classification=True):
 @pytest.mark.parametrize("classification", [True, False])
 def test_train_run_trains_with_sophia_estimates(classification):
     data = tiny_data(classification)
-    hist = px.train_run("Sophia", 1e-2, data, hidden=8, epochs=3, batch_size=16)
+    hist = tasks.train_run("Sophia", 1e-2, data, hidden=8, epochs=3, batch_size=16)
     assert len(hist.train_loss) == 3 and hist.train_loss[-1] < hist.train_loss[0] * 1.5
-    again = px.train_run("Sophia", 1e-2, data, hidden=8, epochs=3, batch_size=16)
+    again = tasks.train_run("Sophia", 1e-2, data, hidden=8, epochs=3, batch_size=16)
     assert again.train_loss == hist.train_loss  # seeded: identical
 
 
 @pytest.mark.parametrize("name", ["Adam", "Sophia"])
 def test_train_run_in_float64_starts_from_the_float32_weights(name):
     data = tiny_data(True)
-    h32 = px.train_run(name, 1e-2, data, hidden=8, epochs=2, batch_size=16)
-    h64 = px.train_run(name, 1e-2, data, hidden=8, epochs=2, batch_size=16, dtype=torch.float64)
-    again = px.train_run(name, 1e-2, data, hidden=8, epochs=2, batch_size=16, dtype=torch.float64)
+    h32 = tasks.train_run(name, 1e-2, data, hidden=8, epochs=2, batch_size=16)
+    h64 = tasks.train_run(name, 1e-2, data, hidden=8, epochs=2, batch_size=16, dtype=torch.float64)
+    again = tasks.train_run(name, 1e-2, data, hidden=8, epochs=2, batch_size=16, dtype=torch.float64)
     assert h64.train_loss == again.train_loss  # seeded: identical
     assert h64.train_loss != h32.train_loss and np.allclose(h64.train_loss, h32.train_loss, rtol=1e-3)
 
 
 def test_train_run_reports_divergence_as_inf():
-    hist = px.train_run("SGD", 1e8, tiny_data(False), hidden=8, epochs=3, batch_size=16)
+    hist = tasks.train_run("SGD", 1e8, tiny_data(False), hidden=8, epochs=3, batch_size=16)
     assert hist.train_loss == [math.inf]
 
 
@@ -360,7 +356,7 @@ def test_logits_function_reproduces_the_model_and_its_gauss_newton_diagonal():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
     x = torch.randn(7, 4, dtype=torch.float64)
-    theta0, f = px.logits_function(model, x)
+    theta0, f = tasks.logits_function(model, x)
     assert theta0.numel() == sum(p.numel() for p in model.parameters())
     torch.testing.assert_close(f(theta0), model(x))
     # GN diagonal from the Jacobian equals the expectation of GNB, computed by enumerating every label
@@ -374,36 +370,36 @@ def test_logits_function_reproduces_the_model_and_its_gauss_newton_diagonal():
         for c in range(3):
             est = gauss_newton_bartlett(model(x[b : b + 1]), params, labels=torch.tensor([c]))
             expected += p[b, c] * torch.cat([e.reshape(-1) for e in est]).numpy() / 7
-    np.testing.assert_allclose(px.gauss_newton_diagonal(J, p), expected, atol=1e-12)
+    np.testing.assert_allclose(tasks.gauss_newton_diagonal(J, p), expected, atol=1e-12)
 
 
 def test_momentum_oscillation_threshold_matches_the_characteristic_roots_and_a_run():
     lam, gamma = 2.0, 0.9
-    eta_c = px.momentum_oscillation_lr(lam, gamma)
+    eta_c = analysis.momentum_oscillation_lr(lam, gamma)
     for eta, complex_expected in ((0.9 * eta_c, False), (1.1 * eta_c, True)):
         roots = np.roots([1.0, -(1 + gamma - eta * lam), gamma])
         assert (abs(roots[0].imag) > 1e-12) == complex_expected
         xs = run(momentum_step, np.array([1.0]), lambda x: lam * x, 400, lr=eta, momentum=gamma).xs[:, 0]
         assert (xs.min() < -1e-6) == complex_expected  # crossing zero = overshooting the minimum
-    np.testing.assert_allclose(px.momentum_oscillation_lr(np.array([1.0, 4.0]), 0.81), [0.01, 0.0025])
+    np.testing.assert_allclose(analysis.momentum_oscillation_lr(np.array([1.0, 4.0]), 0.81), [0.01, 0.0025])
 
 
 def test_trace_path_runs_every_rule_downhill_and_best_path_picks_the_lowest_loss():
     a = np.diag([1.0, 10.0])
-    problem = px.Problem("quadratic", lambda x: 0.5 * x @ a @ x, lambda x: a @ x, np.array([1.0, 1.0]), np.zeros(2))
-    for name in px.PATH_RULES:
+    problem = problems.Problem("quadratic", lambda x: 0.5 * x @ a @ x, lambda x: a @ x, np.array([1.0, 1.0]), np.zeros(2))
+    for name in analysis.PATH_RULES:
         lr = {"AdaDelta": 1e-4, "Adafactor": 0.05}.get(name, 0.02)
-        xs = px.trace_path(name, problem, lr, 100)
+        xs = analysis.trace_path(name, problem, lr, 100)
         assert xs.shape == (101, 2), name
         assert problem.loss(xs[-1]) < problem.loss(xs[0]), name
-    lr, xs = px.best_path("GD", problem, [1e-3, 0.1, 0.3], 50)
+    lr, xs = analysis.best_path("GD", problem, [1e-3, 0.1, 0.3], 50)
     assert lr == 0.1 and xs.shape == (51, 2)
-    lr, _ = px.best_path("GD", problem, [0.1, 10.0], 50)  # 10.0 diverges
+    lr, _ = analysis.best_path("GD", problem, [0.1, 10.0], 50)  # 10.0 diverges
     assert lr == 0.1
     with pytest.raises(ValueError, match="unknown rule"):
-        px.trace_path("Adamax", problem, 0.1, 3)
+        analysis.trace_path("Adamax", problem, 0.1, 3)
     # the dispatcher runs the same rule as calling the reference directly
-    np.testing.assert_allclose(px.trace_path("Adam", problem, 0.02, 5), run(adam_step, problem.x0, problem.grad, 5, lr=0.02).xs)
+    np.testing.assert_allclose(analysis.trace_path("Adam", problem, 0.02, 5), run(adam_step, problem.x0, problem.grad, 5, lr=0.02).xs)
 
 
 def test_draw_paths_draws_grey_contours_every_path_and_the_minimum():

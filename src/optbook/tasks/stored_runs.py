@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from optbook.charlm import TrainingRun
+from optbook.tasks.charlm import TrainingRun
 
 __all__ = ["StoredRuns", "StoredRunsMismatch", "run_or_load", "RECOMPUTE_ENV", "FORMAT"]
 __helpers__ = ("run_or_load",)

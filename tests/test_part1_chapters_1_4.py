@@ -1,4 +1,4 @@
-"""optbook.part1_problems: the problems, schedules and predictions of Part I, chapters 1 to 4.
+"""The library behind Part I, chapters 1 to 4: problems, schedules, rates and noise predictions.
 
 Each closed-form prediction is checked against a run of the reference rules
 (or against an exhaustive enumeration), and each gradient against autograd or
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from optbook import part1_problems as pp
+from optbook import analysis, problems, reference, schedules as lr_schedules, tasks
 from optbook.problems import saddle_problem
 from optbook.reference import (
     adagrad_step,
@@ -40,7 +40,7 @@ def small_dataset(n=30, d=4, k=3, seed=0):
 def test_softmax_example_grads_average_to_the_full_gradient(l2):
     data = small_dataset()
     w = np.random.default_rng(1).standard_normal((5, 3))
-    per_example = pp.softmax_example_grads(w, data.x_train, data.y_train, l2)
+    per_example = tasks.softmax_example_grads(w, data.x_train, data.y_train, l2)
     assert per_example.shape == (30, 5, 3)
     np.testing.assert_allclose(
         per_example.mean(axis=0), softmax_cross_entropy_grad(w, data.x_train, data.y_train, l2), atol=1e-14
@@ -50,7 +50,7 @@ def test_softmax_example_grads_average_to_the_full_gradient(l2):
 def test_softmax_example_grads_match_autograd_example_by_example():
     data = small_dataset(n=6)
     w = np.random.default_rng(2).standard_normal((5, 3))
-    ours = pp.softmax_example_grads(w, data.x_train, data.y_train, 0.1)
+    ours = tasks.softmax_example_grads(w, data.x_train, data.y_train, 0.1)
     for i in range(6):
         wt = torch.tensor(w, requires_grad=True)
         xi = torch.tensor(data.x_train[i : i + 1])
@@ -64,7 +64,7 @@ def test_softmax_example_grads_match_autograd_example_by_example():
 
 def test_softmax_task_is_the_tasks_loss_with_per_example_gradients():
     data = small_dataset()
-    task = pp.softmax_task(data, l2=0.01)
+    task = tasks.softmax_task(data, l2=0.01)
     w = np.random.default_rng(3).standard_normal(task.x0.shape)
     assert task.n == 30 and task.x0.shape == (5, 3) and not task.x0.any()
     assert task.loss(w) == softmax_cross_entropy(w, data.x_train, data.y_train, 0.01)
@@ -75,91 +75,91 @@ def test_softmax_task_is_the_tasks_loss_with_per_example_gradients():
         atol=1e-14,
     )
     with pytest.raises(ValueError, match="regression"):
-        pp.softmax_task(Dataset("reg", data.x_train, data.x_train[:, 0], data.x_test, data.x_test[:, 0]))
+        tasks.softmax_task(Dataset("reg", data.x_train, data.x_train[:, 0], data.x_test, data.x_test[:, 0]))
 
 
 def test_softmax_example_grads_reject_bad_shapes():
     data = small_dataset()
     with pytest.raises(ValueError, match="bias"):
-        pp.softmax_example_grads(np.zeros((4, 3)), data.x_train, data.y_train)
+        tasks.softmax_example_grads(np.zeros((4, 3)), data.x_train, data.y_train)
     with pytest.raises(ValueError, match="one label per row"):
-        pp.softmax_example_grads(np.zeros((5, 3)), data.x_train, data.y_train[:-1])
+        tasks.softmax_example_grads(np.zeros((5, 3)), data.x_train, data.y_train[:-1])
 
 
 def test_double_well_derivative_minima_and_finite_sum():
     x = np.linspace(-2, 2, 9)
     h = 1e-6
-    fd = (pp.tilted_double_well(x + h) - pp.tilted_double_well(x - h)) / (2 * h)
-    np.testing.assert_allclose(pp.tilted_double_well_grad(x), fd, atol=1e-8)
+    fd = (problems.tilted_double_well(x + h) - problems.tilted_double_well(x - h)) / (2 * h)
+    np.testing.assert_allclose(problems.tilted_double_well_grad(x), fd, atol=1e-8)
     roots = np.sort(np.roots([1.0, 0.0, -1.0, 0.25]).real)
-    assert pp.tilted_double_well(roots[0]) < pp.tilted_double_well(roots[2])  # the left minimum is deeper
-    task = pp.double_well_task(n=50, seed=3)
+    assert problems.tilted_double_well(roots[0]) < problems.tilted_double_well(roots[2])  # the left minimum is deeper
+    task = problems.double_well_task(n=50, seed=3)
     x0 = np.array([0.3])
     np.testing.assert_allclose(task.example_grads(x0, np.arange(50)).mean(axis=0), task.grad(x0), atol=1e-13)
     assert task.example_grads(x0, np.array([1, 2])).shape == (2, 1)
     with pytest.raises(ValueError, match="n must"):
-        pp.double_well_task(n=1)
+        problems.double_well_task(n=1)
 
 
 # --- quadratics -----------------------------------------------------------------------
 
 
 def test_quadratic_gradient_batches_and_rotation():
-    prob = pp.quadratic_problem([1.0, 9.0], [1.0, -2.0], center=[0.5, 0.5], angle=0.3)
+    prob = problems.quadratic_problem([1.0, 9.0], [1.0, -2.0], center=[0.5, 0.5], angle=0.3)
     x = np.array([0.2, 0.7])
     h = 1e-6
     fd = [(prob.loss(x + h * e) - prob.loss(x - h * e)) / (2 * h) for e in np.eye(2)]
     np.testing.assert_allclose(prob.grad(x), fd, atol=1e-8)
-    a = pp.numerical_hessian(prob.grad, x)
+    a = problems.numerical_hessian(prob.grad, x)
     np.testing.assert_allclose(np.linalg.eigvalsh(a), [1.0, 9.0], atol=1e-8)
     grid = np.zeros((3, 4, 2))
-    assert pp.quadratic(grid, a, [0.5, 0.5]).shape == (3, 4)
+    assert problems.quadratic(grid, a, [0.5, 0.5]).shape == (3, 4)
     assert prob.loss(prob.minimizer) == 0.0
     with pytest.raises(ValueError, match="symmetric"):
-        pp.quadratic(x, [[1.0, 2.0], [0.0, 1.0]])
+        problems.quadratic(x, [[1.0, 2.0], [0.0, 1.0]])
     with pytest.raises(ValueError, match="curvatures"):
-        pp.quadratic_problem([-1.0, 1.0], [0.0, 0.0])
+        problems.quadratic_problem([-1.0, 1.0], [0.0, 0.0])
 
 
 def test_gd_multiplies_each_error_by_its_factor_and_oscillates_at_two_over_l():
     lam = np.array([4.0, 0.25])
-    prob = pp.quadratic_problem(lam, [1.0, 1.0])
+    prob = problems.quadratic_problem(lam, [1.0, 1.0])
     for lr in (0.1, 0.3, 0.5):
         xs = run(sgd_step, prob.x0, prob.grad, 20, lr=lr).xs
-        np.testing.assert_allclose(xs[1:] / xs[:-1], np.broadcast_to(pp.gd_error_factor(lr, lam), (20, 2)), rtol=1e-12)
-    xs = run(sgd_step, prob.x0, prob.grad, 50, lr=pp.critical_lr(4.0)).xs
+        np.testing.assert_allclose(xs[1:] / xs[:-1], np.broadcast_to(analysis.gd_error_factor(lr, lam), (20, 2)), rtol=1e-12)
+    xs = run(sgd_step, prob.x0, prob.grad, 50, lr=analysis.critical_lr(4.0)).xs
     assert np.array_equal(np.abs(xs[:, 0]), np.ones(51))  # exactly -1 every step: neither converges nor diverges
     assert abs(run(sgd_step, prob.x0, prob.grad, 50, lr=0.51).xs[-1, 0]) > 1.0
 
 
 @pytest.mark.parametrize("lr", [0.05, 0.2, 0.45])
 def test_steps_to_shrink_matches_a_run(lr):
-    prob = pp.quadratic_problem([4.0, 0.25], [1.0, 1.0])
+    prob = problems.quadratic_problem([4.0, 0.25], [1.0, 1.0])
     xs = run(sgd_step, prob.x0, prob.grad, 2000, lr=lr).xs
     for j, lam in enumerate([4.0, 0.25]):
-        predicted = pp.gd_steps_to_shrink(lr, lam, 1e-3)
+        predicted = analysis.gd_steps_to_shrink(lr, lam, 1e-3)
         measured = int(np.argmax(np.abs(xs[:, j]) <= 1e-3))
         assert measured == predicted
-    assert pp.gd_steps_to_shrink(0.6, 4.0, 1e-3) == math.inf
+    assert analysis.gd_steps_to_shrink(0.6, 4.0, 1e-3) == math.inf
     with pytest.raises(ValueError, match="ratio"):
-        pp.gd_steps_to_shrink(0.1, 1.0, 2.0)
+        analysis.gd_steps_to_shrink(0.1, 1.0, 2.0)
 
 
 def test_optimal_gd_lr_balances_the_extreme_factors():
-    lr = pp.optimal_gd_lr(10.0, 1.0)
-    assert abs(pp.gd_error_factor(lr, 10.0)) == pytest.approx(abs(pp.gd_error_factor(lr, 1.0)))
-    assert abs(pp.gd_error_factor(lr, 1.0)) == pytest.approx(9 / 11)
+    lr = analysis.optimal_gd_lr(10.0, 1.0)
+    assert abs(analysis.gd_error_factor(lr, 10.0)) == pytest.approx(abs(analysis.gd_error_factor(lr, 1.0)))
+    assert abs(analysis.gd_error_factor(lr, 1.0)) == pytest.approx(9 / 11)
     with pytest.raises(ValueError, match="top_curvature"):
-        pp.critical_lr(0.0)
+        analysis.critical_lr(0.0)
 
 
 # --- momentum -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rule, matrix", [(momentum_step, pp.momentum_iteration_matrix), (nesterov_step, pp.nesterov_iteration_matrix)])
+@pytest.mark.parametrize("rule, matrix", [(momentum_step, analysis.momentum_iteration_matrix), (nesterov_step, analysis.nesterov_iteration_matrix)])
 def test_iteration_matrices_reproduce_the_reference_rules(rule, matrix):
     lam, lr, gamma = 3.0, 0.2, 0.8
-    prob = pp.quadratic_problem([lam], [1.0])
+    prob = problems.quadratic_problem([lam], [1.0])
     xs = run(rule, prob.x0, prob.grad, 30, lr=lr, momentum=gamma).xs[:, 0]
     m = matrix(lr, gamma, lam)
     state = np.array([xs[1], xs[0]])
@@ -170,39 +170,39 @@ def test_iteration_matrices_reproduce_the_reference_rules(rule, matrix):
 
 def test_heavy_ball_parameters_give_the_accelerated_rate_everywhere():
     big, small = 100.0, 1.0
-    lr, gamma = pp.heavy_ball_parameters(big, small)
+    lr, gamma = analysis.heavy_ball_parameters(big, small)
     rate = (10 - 1) / (10 + 1)
     assert math.sqrt(gamma) == pytest.approx(rate)
-    radii = [pp.spectral_radius(pp.momentum_iteration_matrix(lr, gamma, lam)) for lam in np.linspace(small, big, 50)]
+    radii = [analysis.spectral_radius(analysis.momentum_iteration_matrix(lr, gamma, lam)) for lam in np.linspace(small, big, 50)]
     assert max(radii) == pytest.approx(rate, rel=1e-6)
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 0.9])
 def test_stability_bounds_of_momentum_and_nesterov(gamma):
     big = 10.0
-    for bound, matrix in ((pp.momentum_max_lr(big, gamma), pp.momentum_iteration_matrix),
-                          (pp.nesterov_max_lr(big, gamma), pp.nesterov_iteration_matrix)):
-        assert pp.spectral_radius(matrix(0.999 * bound, gamma, big)) < 1.0
-        assert pp.spectral_radius(matrix(1.001 * bound, gamma, big)) > 1.0
-    assert pp.momentum_max_lr(big, gamma) / pp.nesterov_max_lr(big, gamma) == pytest.approx(1 + 2 * gamma)
-    assert pp.momentum_effective_lr(0.1, gamma) == pytest.approx(0.1 / (1 - gamma))
+    for bound, matrix in ((analysis.momentum_max_lr(big, gamma), analysis.momentum_iteration_matrix),
+                          (analysis.nesterov_max_lr(big, gamma), analysis.nesterov_iteration_matrix)):
+        assert analysis.spectral_radius(matrix(0.999 * bound, gamma, big)) < 1.0
+        assert analysis.spectral_radius(matrix(1.001 * bound, gamma, big)) > 1.0
+    assert analysis.momentum_max_lr(big, gamma) / analysis.nesterov_max_lr(big, gamma) == pytest.approx(1 + 2 * gamma)
+    assert analysis.momentum_effective_lr(0.1, gamma) == pytest.approx(0.1 / (1 - gamma))
 
 
 # --- schedules ------------------------------------------------------------------------
 
 
 def test_schedules():
-    assert pp.inverse_time_lr(0, 0.5, 0.1) == 0.5
-    assert pp.inverse_time_lr(10, 0.5, 0.1) == pytest.approx(0.25)
-    assert [pp.step_decay_lr(t, 1.0, 0.5, 3) for t in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+    assert lr_schedules.inverse_time_lr(0, 0.5, 0.1) == 0.5
+    assert lr_schedules.inverse_time_lr(10, 0.5, 0.1) == pytest.approx(0.25)
+    assert [lr_schedules.step_decay_lr(t, 1.0, 0.5, 3) for t in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
     with pytest.raises(ValueError, match="factor"):
-        pp.step_decay_lr(1, 1.0, 1.5, 3)
+        lr_schedules.step_decay_lr(1, 1.0, 1.5, 3)
     with pytest.raises(ValueError, match="every"):
-        pp.step_decay_lr(1, 1.0, 0.5, 0)
+        lr_schedules.step_decay_lr(1, 1.0, 0.5, 0)
     with pytest.raises(ValueError, match="t must"):
-        pp.inverse_time_lr(-1, 1.0, 0.1)
+        lr_schedules.inverse_time_lr(-1, 1.0, 0.1)
     with pytest.raises(ValueError, match="lr0"):
-        pp.inverse_time_lr(1, -1.0, 0.1)
+        lr_schedules.inverse_time_lr(1, -1.0, 0.1)
 
 
 # --- mini-batch noise -------------------------------------------------------------------
@@ -215,18 +215,18 @@ def test_minibatch_variance_is_exact_over_all_subsets(b):
     full = grads.mean(axis=0)
     subsets = list(itertools.combinations(range(6), b))
     exact = np.mean([np.sum((grads[list(s)].mean(axis=0) - full) ** 2) for s in subsets])
-    assert pp.minibatch_variance(pp.per_example_variance(grads), b, 6) == pytest.approx(exact, rel=1e-12, abs=1e-15)
+    assert analysis.minibatch_variance(analysis.per_example_variance(grads), b, 6) == pytest.approx(exact, rel=1e-12, abs=1e-15)
 
 
 def test_sampled_minibatch_variance_estimates_the_formula():
-    task = pp.softmax_task(small_dataset(n=40))
+    task = tasks.softmax_task(small_dataset(n=40))
     w = np.random.default_rng(5).standard_normal(task.x0.shape)
-    sigma2 = pp.per_example_variance(task.example_grads(w, np.arange(40)))
+    sigma2 = analysis.per_example_variance(task.example_grads(w, np.arange(40)))
     for b in (1, 8):
-        est = pp.sampled_minibatch_variance(task, w, b, np.random.default_rng(6), 4000)
-        assert est == pytest.approx(pp.minibatch_variance(sigma2, b, 40), rel=0.08)
+        est = analysis.sampled_minibatch_variance(task, w, b, np.random.default_rng(6), 4000)
+        assert est == pytest.approx(analysis.minibatch_variance(sigma2, b, 40), rel=0.08)
     with pytest.raises(ValueError, match="batch_size"):
-        pp.minibatch_variance(1.0, 0, 10)
+        analysis.minibatch_variance(1.0, 0, 10)
 
 
 # --- saddle ---------------------------------------------------------------------------
@@ -237,48 +237,48 @@ def test_saddle_escape_time_matches_gradient_descent(delta):
     prob = saddle_problem((1.0, delta))
     xs = run(sgd_step, prob.x0, prob.grad, 400, lr=0.1).xs
     measured = int(np.argmax(np.abs(xs[:, 1]) >= 0.5))
-    assert measured == math.ceil(pp.saddle_escape_steps(delta, 0.1, 0.5))
-    assert pp.steps_within(xs, 0.5) <= measured
-    assert pp.steps_within(np.zeros((3, 2)), 0.1) == 3
+    assert measured == math.ceil(problems.saddle_escape_steps(delta, 0.1, 0.5))
+    assert problems.steps_within(xs, 0.5) <= measured
+    assert problems.steps_within(np.zeros((3, 2)), 0.1) == 3
 
 
 # --- features and runner --------------------------------------------------------------------
 
 
 def test_feature_design_scales_and_frequencies():
-    a = pp.feature_design(20000, [1.0, 10.0, 1.0], [1.0, 1.0, 0.05], np.random.default_rng(0))
+    a = problems.feature_design(20000, [1.0, 10.0, 1.0], [1.0, 1.0, 0.05], np.random.default_rng(0))
     assert np.mean(a[:, 2] != 0) == pytest.approx(0.05, abs=0.01)
     np.testing.assert_allclose(np.mean(a**2, axis=0), [1.0, 100.0, 0.05], rtol=0.1)
     with pytest.raises(ValueError, match="frequencies"):
-        pp.feature_design(10, [1.0], [0.0], np.random.default_rng(0))
+        problems.feature_design(10, [1.0], [0.0], np.random.default_rng(0))
 
 
 def test_run_logged_agrees_with_run_and_uses_the_schedule():
-    prob = pp.quadratic_problem([1.0, 5.0], [1.0, 1.0])
+    prob = problems.quadratic_problem([1.0, 5.0], [1.0, 1.0])
     full = run(nesterov_step, prob.x0, prob.grad, 25, loss_fn=prob.loss, lr=0.1, momentum=0.9)
-    logged = pp.run_logged(nesterov_step, prob.x0, prob.grad, 25, log_fn=prob.loss, log_every=10, lr=0.1, momentum=0.9)
+    logged = reference.run_logged(nesterov_step, prob.x0, prob.grad, 25, log_fn=prob.loss, log_every=10, lr=0.1, momentum=0.9)
     np.testing.assert_array_equal(logged.x, full.xs[-1])
     np.testing.assert_array_equal(logged.t, [0, 10, 20, 25])
     np.testing.assert_allclose(logged.values, full.losses[[0, 10, 20, 25]])
     assert logged.seconds.shape == (4,) and np.all(np.diff(logged.seconds) >= 0)
 
-    sched = pp.run_logged(sgd_step, prob.x0, prob.grad, 6, log_fn=prob.loss, lr_schedule=lambda t: 0.1 / (t + 1))
+    sched = reference.run_logged(sgd_step, prob.x0, prob.grad, 6, log_fn=prob.loss, lr_schedule=lambda t: 0.1 / (t + 1))
     np.testing.assert_allclose(sched.lrs, [0.1 / (t + 1) for t in range(6)])
     x = prob.x0.copy()
     for t in range(6):
         x, _ = sgd_step(x, prob.grad(x), lr=0.1 / (t + 1))
     np.testing.assert_array_equal(sched.x, x)
 
-    kept = pp.run_logged(adagrad_step, prob.x0, prob.grad, 4, log_fn=prob.loss, keep_states=True, lr=0.1)
+    kept = reference.run_logged(adagrad_step, prob.x0, prob.grad, 4, log_fn=prob.loss, keep_states=True, lr=0.1)
     assert [s.t for s in kept.states] == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="either lr or lr_schedule"):
-        pp.run_logged(sgd_step, prob.x0, prob.grad, 3, log_fn=prob.loss, lr=0.1, lr_schedule=lambda t: 0.1)
+        reference.run_logged(sgd_step, prob.x0, prob.grad, 3, log_fn=prob.loss, lr=0.1, lr_schedule=lambda t: 0.1)
 
 
 def test_run_logged_walks_minibatches_like_run():
-    task = pp.softmax_task(small_dataset())
+    task = tasks.softmax_task(small_dataset())
     a = run(sgd_step, task.x0, minibatch_grad_fn(task.example_grads, task.n, 4, np.random.default_rng(0)), 20, lr=0.1)
-    b = pp.run_logged(
+    b = reference.run_logged(
         sgd_step, task.x0, minibatch_grad_fn(task.example_grads, task.n, 4, np.random.default_rng(0)), 20,
         log_fn=task.loss, log_every=5, lr=0.1,
     )
@@ -286,11 +286,11 @@ def test_run_logged_walks_minibatches_like_run():
 
 
 def test_first_order_decrease_is_the_limit_of_the_actual_decrease():
-    prob = pp.quadratic_problem([1.0, 3.0], [1.0, -1.0])
+    prob = problems.quadratic_problem([1.0, 3.0], [1.0, -1.0])
     g = prob.grad(prob.x0)
     for lr in (1e-3, 1e-5):
         actual = prob.loss(prob.x0) - prob.loss(prob.x0 - lr * g)
-        assert actual / pp.first_order_decrease(g, lr) == pytest.approx(1.0, abs=3 * lr)
+        assert actual / analysis.first_order_decrease(g, lr) == pytest.approx(1.0, abs=3 * lr)
 
 
 def test_sgd_stationary_variance_matches_the_exact_recursion():
@@ -298,9 +298,9 @@ def test_sgd_stationary_variance_matches_the_exact_recursion():
     m = 0.0
     for _ in range(2000):
         m = (1 - lr * lam) ** 2 * m + lr**2 * s2
-    assert pp.sgd_stationary_variance(lr, lam, s2) == pytest.approx(m, rel=1e-12)
+    assert analysis.sgd_stationary_variance(lr, lam, s2) == pytest.approx(m, rel=1e-12)
     with pytest.raises(ValueError, match="lr \\* curvature"):
-        pp.sgd_stationary_variance(1.0, 2.0, 1.0)
+        analysis.sgd_stationary_variance(1.0, 2.0, 1.0)
 
 
 def test_eps_placement_ratio_matches_torch_adagrad():
@@ -311,7 +311,7 @@ def test_eps_placement_ratio_matches_torch_adagrad():
         opt.step()
         ours, _ = adagrad_step(np.zeros(1), np.array([g]), lr=0.1, eps=1e-10)
         ratio = float(x.detach()[0]) / ours[0]
-        assert ratio == pytest.approx(float(pp.eps_placement_ratio(g * g, 1e-10)), rel=1e-10)
-    assert pp.eps_placement_ratio(np.array([4.0]), 0.0)[0] == 1.0
+        assert ratio == pytest.approx(float(analysis.eps_placement_ratio(g * g, 1e-10)), rel=1e-10)
+    assert analysis.eps_placement_ratio(np.array([4.0]), 0.0)[0] == 1.0
     with pytest.raises(ValueError, match="accumulator"):
-        pp.eps_placement_ratio(np.array([-1.0]), 1e-8)
+        analysis.eps_placement_ratio(np.array([-1.0]), 1e-8)

@@ -417,7 +417,7 @@ def displacement_rms(run: Run, i: int = 0, step: int = -1) -> float:
 def optax_state_numbers(state) -> int:
     """Number of elements in an optax state's arrays, not counting scalars and the size-1 placeholders.
 
-    The counterpart, for optax, of :func:`optbook.memory.optimizer_state_numbers`.
+    The counterpart, for optax, of :func:`optbook.analysis.memory.optimizer_state_numbers`.
 
     optax keeps a ``(1,)``-shaped dummy for the statistics a tensor does not use
     (``v`` for a factored tensor, ``v_row``/``v_col`` for an unfactored one).

@@ -221,7 +221,7 @@ def train(
     """Train for ``steps`` optimizer steps, evaluating every ``eval_every`` steps and at the end.
 
     ``train_batches`` yields ``(x, y)`` pairs (for example
-    :func:`optbook.text_corpus.batches`); ``val_batches`` is a fixed list, so
+    :func:`optbook.tasks.text_corpus.batches`); ``val_batches`` is a fixed list, so
     every run is evaluated on the same characters. If the training loss becomes
     non-finite the run stops there and records the step in ``nonfinite_step``.
     The progress bar (:func:`optbook.progress.progress`) prints the same text on

@@ -1,0 +1,175 @@
+r"""Paths on 2-D test functions: run, pick, measure.
+
+:func:`trace_path` runs any of the book's NumPy rules by name (:data:`PATH_RULES`,
+Adafactor's reference vector algorithm included) and :func:`best_path` picks its
+learning rate from a grid. Measured on the paths: :func:`overshoot` (how far a path
+runs past the minimum along a direction), :func:`heading_error` (the angle between
+the first steps and the direction to the minimum), :func:`first_exit`; predicted:
+:func:`momentum_oscillation_lr`, the learning rate above which momentum oscillates
+along a direction of given curvature.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from optbook.notation import symbol
+from optbook.problems.analytic import Problem
+from optbook.reference._checks import as_array, check_beta
+
+__all__ = [
+    "momentum_oscillation_lr",
+    "overshoot",
+    "heading_error",
+    "first_exit",
+    "trace_path",
+    "best_path",
+    "PATH_RULES",
+]
+
+# Public functions that compose formulas, measure, or build objects rather than
+# compute one book symbol.
+__helpers__ = (
+    "first_exit",
+    "trace_path",
+    "best_path",
+)
+
+
+@symbol(
+    r"\eta\lambda > (1-\sqrt\gamma)^2",
+    "momentum oscillates along a direction of curvature lambda beyond this learning rate",
+)
+def momentum_oscillation_lr(curvature: float | np.ndarray, momentum: float) -> float | np.ndarray:
+    r"""The learning rate :math:`(1-\sqrt\gamma)^2/\lambda` above which momentum oscillates along a direction of curvature :math:`\lambda`.
+
+    On :math:`\frac\lambda2\theta^2`, momentum (:math:`v_t = \gamma v_{t-1} + \eta\lambda\theta_{t-1}`,
+    :math:`\theta_t = \theta_{t-1} - v_t`) obeys :math:`\theta_t = (1+\gamma-\eta\lambda)\theta_{t-1} - \gamma\theta_{t-2}`,
+    whose characteristic roots :math:`z^2 - (1+\gamma-\eta\lambda)z + \gamma = 0` are complex (the iterate
+    spirals and overshoots) exactly when :math:`(1-\sqrt\gamma)^2 < \eta\lambda < (1+\sqrt\gamma)^2`. Below the
+    threshold both roots are real and positive: the approach is monotone, like gradient descent's.
+    """
+    gamma = check_beta(momentum, "momentum")
+    lam = np.asarray(curvature, dtype=float)
+    if np.any(lam <= 0):
+        raise ValueError("curvature must be > 0 (a direction with positive curvature).")
+    out = (1.0 - np.sqrt(gamma)) ** 2 / lam
+    return float(out) if out.ndim == 0 else out
+
+
+
+@symbol(
+    r"\max\big(0, \max_t (\theta_t - \theta^\star)^\top d\big),\ d = \frac{\theta^\star-\theta_0}{\lVert\theta^\star-\theta_0\rVert}",
+    "overshoot: how far a path runs past the minimum along its approach direction",
+)
+def overshoot(path: np.ndarray, minimizer: np.ndarray, direction: np.ndarray | None = None) -> float:
+    r"""How far past :math:`\theta^\star` the path ever gets along ``direction``.
+
+    ``direction`` defaults to the unit vector from the start ``path[0]`` to the
+    minimum. Zero means the path never crossed the plane through :math:`\theta^\star`
+    perpendicular to it.
+    """
+    path, minimizer = as_array(path, "path"), as_array(minimizer, "minimizer")
+    d = minimizer - path[0] if direction is None else as_array(direction, "direction")
+    d = d / np.linalg.norm(d)
+    return float(max(0.0, np.max((path - minimizer) @ d)))
+
+
+@symbol(
+    r"\angle\big(\theta_k - \theta_0,\ \theta^\star - \theta_0\big)",
+    "heading error: angle between the first k steps and the direction to the minimum",
+)
+def heading_error(path: np.ndarray, minimizer: np.ndarray, k: int) -> float:
+    r"""Angle in degrees between the displacement after ``k`` steps and the straight line to the minimum."""
+    path, minimizer = as_array(path, "path"), as_array(minimizer, "minimizer")
+    a, b = path[k] - path[0], minimizer - path[0]
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0:
+        return float("nan")
+    return float(np.degrees(np.arccos(np.clip(a @ b / (na * nb), -1.0, 1.0))))
+
+
+def first_exit(path: np.ndarray, threshold: float, axis: int = 1) -> int | None:
+    """First step ``t`` with ``|path[t, axis]| > threshold``, or ``None`` if the path never gets there."""
+    path = as_array(path, "path")
+    hits = np.nonzero(np.abs(path[:, axis]) > threshold)[0]
+    return int(hits[0]) if hits.size else None
+
+
+PATH_RULES = ("GD", "momentum", "NAG", "Adagrad", "RMSProp", "AdaDelta", "Adam", "AdamW", "Lion", "Sophia", "Adafactor")
+
+
+def trace_path(name: str, problem: Problem, lr: float, steps: int, *, seed: int = 0) -> np.ndarray:
+    r"""The iterates ``(steps + 1, *x0.shape)`` of the NumPy reference rule ``name`` on ``problem``, from ``problem.x0``.
+
+    ``name`` is one of :data:`PATH_RULES`. ``lr`` is the learning rate, except for
+    AdaDelta, which has none (``lr`` is its :math:`\epsilon`, which sets the size of
+    its first steps), and Adafactor, where it is the cap :math:`\rho` of the relative
+    step size :math:`\rho_t = \min(\rho, 1/\sqrt t)` (the reference vector algorithm,
+    :func:`optbook.reference.adafactor.run`). Momentum and NAG use :math:`\gamma = 0.9`;
+    AdamW keeps its default decoupled decay :math:`10^{-2}`; Lion, Sophia and the rest use
+    their defaults, with no weight decay for Sophia, whose Hessian diagonal comes from one
+    Rademacher Hutchinson probe of finite-difference Hessian-vector products every
+    :math:`k = 10` steps (probes drawn from ``seed``).
+    """
+    from optbook.reference import adafactor as af
+    from optbook.reference import (
+        adadelta_step,
+        adagrad_step,
+        adam_step,
+        adamw_step,
+        finite_difference_hvp,
+        hutchinson_diagonal,
+        lion_step,
+        momentum_step,
+        nesterov_step,
+        rmsprop_step,
+        run,
+        sgd_step,
+        sophia_step,
+    )
+
+    x0, grad = problem.x0, problem.grad
+    simple = {
+        "GD": (sgd_step, {}),
+        "momentum": (momentum_step, {"momentum": 0.9}),
+        "NAG": (nesterov_step, {"momentum": 0.9}),
+        "Adagrad": (adagrad_step, {}),
+        "RMSProp": (rmsprop_step, {}),
+        "Adam": (adam_step, {}),
+        "AdamW": (adamw_step, {}),
+        "Lion": (lion_step, {}),
+    }
+    if name in simple:
+        step_fn, kw = simple[name]
+        return run(step_fn, x0, grad, steps, lr=lr, **kw).xs
+    if name == "AdaDelta":
+        return run(adadelta_step, x0, grad, steps, eps=lr).xs
+    if name == "Sophia":
+        rng = np.random.default_rng(seed)
+        hvp = finite_difference_hvp(grad)
+        return run(sophia_step, x0, grad, steps, lr=lr, weight_decay=0.0,
+                   h_hat=lambda x: hutchinson_diagonal(hvp, x, rng)).xs
+    if name == "Adafactor":
+        _, state = af.run(x0, grad, steps, af.AdafactorHyperparameters(rho_cap=lr), record=True)
+        return np.concatenate([np.asarray(x0, dtype=float)[None], np.stack([h["X"] for h in state.history])])
+    raise ValueError(f"unknown rule {name!r}; choose one of {PATH_RULES}.")
+
+
+def best_path(name: str, problem: Problem, lrs: Sequence[float], steps: int, *, seed: int = 0):
+    """``(lr, path)`` for the learning rate in ``lrs`` whose path ends with the lowest loss.
+
+    A path that overflows or ends with a non-finite loss counts as worse than any finite one.
+    """
+    best = (np.inf, None, None)
+    for lr in lrs:
+        with np.errstate(over="ignore", invalid="ignore"):
+            xs = trace_path(name, problem, float(lr), steps, seed=seed)
+            final = float(problem.loss(xs[-1])) if np.all(np.isfinite(xs)) else np.inf
+        if not np.isfinite(final):
+            final = np.inf
+        if best[1] is None or final < best[0]:
+            best = (final, float(lr), xs)
+    return best[1], best[2]

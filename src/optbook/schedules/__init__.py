@@ -1,0 +1,11 @@
+r"""Learning-rate schedules :math:`\eta_t`, as functions of the step.
+"""
+
+from optbook.schedules import decay
+from optbook.schedules.decay import *  # noqa: F401,F403
+
+__all__ = [
+    "decay",
+    "inverse_time_lr",
+    "step_decay_lr",
+]
