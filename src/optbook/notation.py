@@ -66,3 +66,58 @@ def notation_table() -> list[NotationEntry]:
             continue
         importlib.import_module(info.name)
     return sorted(_REGISTRY.values(), key=lambda e: e.function)
+
+
+def _escape_markdown(text: str) -> str:
+    """Backslash-escape Markdown punctuation, so a meaning is shown as written."""
+    from string import punctuation
+
+    return "".join("\\" + ch if ch in punctuation else ch for ch in text)
+
+
+def _chapter_link(docname: str | None) -> str:
+    """A MyST ``{doc}`` link to the chapter ``docname`` (relative to the repository), or "–"."""
+    if not docname:
+        return "–"
+    docname = docname.strip("/").removesuffix(".ipynb").removesuffix(".md")
+    if not docname.startswith("book/"):
+        docname = "book/" + docname
+    return f"{{doc}}`/{docname}`"
+
+
+def notation_markdown(entries: list[NotationEntry]) -> str:
+    """The notation appendix as MyST Markdown: a summary line, then one list-table per module.
+
+    ``entries`` (usually :func:`notation_table`) must be sorted by function path, so that
+    the rows of one module are adjacent. Each row shows the symbol as math, its meaning
+    with Markdown punctuation escaped, the computing function, and, when any entry names
+    a chapter, a link to the chapter that introduces it.
+    """
+    from itertools import groupby
+
+    entries = list(entries)
+    if not all(isinstance(entry, NotationEntry) for entry in entries):
+        raise TypeError("entries must be NotationEntry objects, e.g. notation_table()")
+    paths = [entry.function for entry in entries]
+    if paths != sorted(paths):
+        raise ValueError("entries must be sorted by function path; pass notation_table() or sort them")
+
+    def module_of(entry: NotationEntry) -> str:
+        return entry.function.rpartition(".")[0]
+
+    with_chapters = any(entry.chapter for entry in entries)
+    header = ["Symbol", "Meaning", "Computed by"] + (["Introduced in"] if with_chapters else [])
+    widths = ":widths: 32 30 38" + (" 20" if with_chapters else "")
+    parts = []
+    for module, rows in groupby(entries, key=module_of):
+        lines = [f"~~~{{list-table}} `{module}`", ":header-rows: 1", widths, ":class: notation-table", ""]
+        for row in [header] + [
+            [f"${e.latex.strip()}$", _escape_markdown(e.meaning), f"`{e.function}`"]
+            + ([_chapter_link(e.chapter)] if with_chapters else [])
+            for e in rows
+        ]:
+            lines += [f"* - {row[0]}"] + [f"  - {cell}" for cell in row[1:]]
+        parts.append("\n".join(lines + ["~~~"]))
+    n_modules = len({module_of(entry) for entry in entries})
+    summary = f"{len(entries)} symbols, computed by {len(entries)} functions in {n_modules} modules."
+    return "\n\n".join([summary] + parts)

@@ -112,3 +112,20 @@ def glue(name: str, value, *, digits: int = GLUE_DIGITS, display: bool = False) 
     from myst_nb import glue as _glue
 
     _glue(name, rounded(value, digits), display=display)
+
+
+def bound(value, limit: float = 1e-12) -> str:
+    """Assert ``value <= limit`` and return the limit formatted with ``:g``, for printing.
+
+    A rounding-level difference depends on the last bits of a machine's floating-point
+    reductions, so a chapter prints the bound it checked, never the difference itself.
+    """
+    import numbers
+
+    if not isinstance(limit, numbers.Real) or not limit > 0:
+        raise ValueError(f"limit must be a positive number, got {limit!r}; the default is 1e-12.")
+    if not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"value must be a real number (a measured difference), got {type(value).__name__}.")
+    if not value <= limit:  # an AssertionError, like the assert it replaces in a cell, but kept under -O
+        raise AssertionError(f"{value} exceeds the bound {limit:g}")
+    return f"{limit:g}"

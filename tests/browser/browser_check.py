@@ -229,7 +229,10 @@ def screenshot(page, name: str, full_page: bool = False) -> Path:
     over 10,000 pixels tall, and encoding it as PNG costs a second more for no visible gain."""
     path = SHOTS / f"{name}.jpg"
     path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(path), full_page=full_page or FULL_SCREENSHOTS, type="jpeg", quality=80)
+    try:
+        page.screenshot(path=str(path), full_page=full_page or FULL_SCREENSHOTS, type="jpeg", quality=80)
+    except Exception:  # a very long page can exceed Chromium's capture limits: keep the first screen
+        page.screenshot(path=str(path), type="jpeg", quality=80)
     return path
 
 
@@ -283,7 +286,7 @@ PROSE_TEXT = """
 () => {
   const article = document.querySelector('article.bd-article') || document.body;
   const copy = article.cloneNode(true);
-  copy.querySelectorAll('pre, code, .highlight, script, style, textarea, mjx-container, .math')
+  copy.querySelectorAll('pre, code, .highlight, script, style, textarea, mjx-container, .math, dt.sig')
       .forEach(el => el.remove());
   return copy.textContent;
 }

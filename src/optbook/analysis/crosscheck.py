@@ -504,7 +504,7 @@ CONVENTIONS: tuple[Convention, ...] = (
         "0.9 (betas=(0.9, 0.999))",
     ),
 )
-"""The rows of the chapter's comparison table. Sources: the code of each project as read for
+"""The rows of the chapter's comparison table, read from the code of each project as read for
 the book's notes on Adafactor implementations (torch 2.13, transformers, fairseq, timm 1.0,
 optax, big_vision, tensor2tensor, Keras 3, pytorch_optimizer)."""
 

@@ -9,7 +9,7 @@ entries in all,
 
 .. math::
 
-    \text{SGD} &: 0, \qquad
+    \text{SGD}: 0, \qquad
     \text{SGD with momentum, RMSProp, Adam with } \beta_1 = 0 : N, \qquad
     \text{Adam, AdamW} : 2N,
 

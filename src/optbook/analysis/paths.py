@@ -4,7 +4,8 @@ r"""Paths on 2-D test functions: run, pick, measure.
 Adafactor's reference vector algorithm included) and :func:`best_path` picks its
 learning rate from a grid. Measured on the paths: :func:`overshoot` (how far a path
 runs past the minimum along a direction), :func:`heading_error` (the angle between
-the first steps and the direction to the minimum), :func:`first_exit`; predicted:
+the first steps and the direction to the minimum; :func:`heading_error_at_fraction` takes it
+once a given share of the way is covered), :func:`first_exit`; predicted:
 :func:`momentum_oscillation_lr`, the learning rate above which momentum oscillates
 along a direction of given curvature.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "first_exit",
     "trace_path",
     "best_path",
+    "heading_error_at_fraction",
     "PATH_RULES",
 ]
 
@@ -35,6 +37,7 @@ __helpers__ = (
     "first_exit",
     "trace_path",
     "best_path",
+    "heading_error_at_fraction",
 )
 
 
@@ -98,6 +101,7 @@ def first_exit(path: np.ndarray, threshold: float, axis: int = 1) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
+#: The rules :func:`trace_path` runs by name.
 PATH_RULES = ("GD", "momentum", "NAG", "Adagrad", "RMSProp", "AdaDelta", "Adam", "AdamW", "Lion", "Sophia", "Adafactor")
 
 
@@ -173,3 +177,19 @@ def best_path(name: str, problem: Problem, lrs: Sequence[float], steps: int, *, 
         if best[1] is None or final < best[0]:
             best = (final, float(lr), xs)
     return best[1], best[2]
+
+
+def heading_error_at_fraction(path: np.ndarray, minimizer: np.ndarray, fraction: float = 0.25) -> float:
+    r""":func:`heading_error` at the first step :math:`k` with :math:`\lVert\theta_k-\theta_0\rVert \ge f\,\lVert\theta^\star-\theta_0\rVert`.
+
+    Measuring the angle once the path has covered the share ``fraction`` (:math:`f`)
+    of the straight-line distance to the minimum compares optimizers at the same
+    progress rather than after the same number of steps. NaN if the path never
+    gets that far (or has diverged).
+    """
+    path, minimizer = as_array(path, "path"), as_array(minimizer, "minimizer")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], the share of the distance to the minimum; got {fraction!r}.")
+    travelled = np.linalg.norm(path - path[0], axis=1)
+    reached = np.nonzero(travelled >= fraction * np.linalg.norm(minimizer - path[0]))[0]
+    return heading_error(path, minimizer, int(reached[0])) if reached.size else np.nan

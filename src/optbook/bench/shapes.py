@@ -25,7 +25,7 @@ def _llama_1b(n_layer: int, d_model: int, d_ff: int, vocab: int, n_heads: int, n
     return llama_like_shapes(n_layer, d_model, d_ff, vocab, n_heads=n_heads, n_kv_heads=n_kv_heads, tied=True)
 
 
-#: name -> (description, full-size builder, CPU-size builder); builders return {name: shape}.
+#: For each model name, a description and two builders (full size, CPU size), each returning {name -> shape}.
 MODELS: dict[str, tuple[str, Callable[[], dict], Callable[[], dict]]] = {
     "gpt2-small": (
         "GPT-2 small (124M): 12 layers, width 768, vocab 50257, context 1024",

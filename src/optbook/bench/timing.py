@@ -32,7 +32,7 @@ from optbook.analysis.memory import optimizer_state_bytes
 
 __all__ = [
     "StepTimes", "make_problem", "interleaved_step_times", "compare_optimizers", "parameter_count",
-    "smoke_mode", "SMOKE_ENV",
+    "smoke_mode", "SMOKE_ENV", "median_step_times", "peak_traced_bytes",
 ]
 
 # Public functions that time or set up rather than compute a book symbol.
@@ -150,3 +150,56 @@ def parameter_count(shapes: Sequence[Sequence[int]]) -> int:
     """Entries in a list of shapes."""
     return sum(math.prod(s) for s in shapes)
 
+
+
+def median_step_times(
+    variants: Mapping[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]],
+    shapes: Sequence[Sequence[int]],
+    *,
+    warmup: int = 2,
+    repeats: int = 5,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Median seconds per ``step()`` of each optimizer ``variants[name](params)``, timed interleaved.
+
+    Every variant gets its own copy of the same parameters (normal, RMS 0.02) and the
+    same fixed gradients (normal, RMS 0.01) of the given ``shapes``, drawn from a torch
+    generator seeded with ``seed``; the rounds go through :func:`interleaved_step_times`.
+    """
+    if not variants:
+        raise ValueError("variants must name at least one optimizer factory.")
+    gen = torch.Generator().manual_seed(seed)
+    x0 = [torch.randn(s, generator=gen).mul_(0.02) for s in shapes]
+    g0 = [torch.randn(s, generator=gen).mul_(0.01) for s in shapes]
+    optimizers = {}
+    for name, make in variants.items():
+        params = [x.clone().requires_grad_(True) for x in x0]
+        for p, g in zip(params, g0):
+            p.grad = g.clone()
+        optimizers[name] = make(params)
+    samples = interleaved_step_times(optimizers, warmup=warmup, repeats=repeats)
+    return {name: sorted(t)[len(t) // 2] for name, t in samples.items()}
+
+
+def peak_traced_bytes(compute: Callable[[], object]) -> tuple[object, int]:
+    """``(compute(), bytes)``: the result, and the peak bytes Python allocated while it ran.
+
+    Measured with :mod:`tracemalloc` (which NumPy reports its arrays to) as the traced peak
+    during ``compute()`` minus what was already allocated when it started. Tracing must not
+    be running already.
+    """
+    import tracemalloc
+
+    if not callable(compute):
+        raise TypeError("compute must be a function of no arguments, e.g. lambda: f(x).")
+    if tracemalloc.is_tracing():
+        raise ValueError("tracemalloc is already tracing; stop it before measuring a peak.")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = compute()
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    return result, peak

@@ -43,7 +43,7 @@ Many tensors, few launches
 --------------------------
 Tensors are grouped into *buckets* of equal parameter dtype, gradient dtype
 and block shape. A bucket is driven by a table of tiles built once and cached
-(:class:`_Plan`): every launch covers all tensors of the bucket, reading each
+(``_Plan``): every launch covers all tensors of the bucket, reading each
 tensor's addresses from an int64 pointer table. A GPT-2-sized model is one
 bucket, so one step is 6 launches (a memset and 5 kernels) whatever the
 number of tensors. There is no host synchronisation: the per-tensor step

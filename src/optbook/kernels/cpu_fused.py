@@ -31,8 +31,7 @@ not depend on the number of threads, on the SIMD width or on which thread ran
 which tile. ``tests/test_kernel_cpu.py`` checks this with several thread counts
 and with ``NUMBA_CPU_NAME=generic``.
 
-The carried RMS(X)
-------------------
+**The carried RMS(X).**
 The sum of squares that pass 3 wrote is kept per parameter with the
 parameter's ``_version`` (which the step bumps through
 ``torch.autograd.graph.increment_version``, as an in-place op would). A
@@ -42,8 +41,7 @@ carried and a recomputed RMS are the same bits: a run resumed from a
 ``state_dict`` continues bit for bit. A write that bypasses the version counter
 (``p.data.copy_(...)``) must be followed by :func:`invalidate_carried_rms`.
 
-Precision
----------
+**Precision.**
 Parameters and gradients in float32, bfloat16 or float16 (the latter two are
 handled on their bits; numba has no 16-bit float type on the CPU); statistics
 and momentum in float32. A 16-bit parameter is rounded once per step, to
@@ -71,7 +69,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 __all__ = ["fused_adafactor_cpu", "unsupported_reason", "invalidate_carried_rms", "TILE", "COL_BLOCK", "LANES"]
 
-#: Entries per tile (about): a tile's rows are summed by one thread.
+#: Entries per tile, roughly; a tile's rows are summed by one thread.
 TILE = 1 << 15
 #: The most columns of a tile.
 COL_BLOCK = 2048

@@ -47,7 +47,7 @@ is advanced by the call. The first five lists are those of
 :func:`optbook.kernels.adafactor_fused.fused_adafactor`, which ``fused=True``
 calls with ``decay_exponent = -beta2_decay`` and ``increment_steps=True``.
 
-Both functions run the same tensor program, :func:`_step_stack`, on a stack
+Both functions run the same tensor program, ``_step_stack``, on a stack
 of ``k`` tensors of one shape, dtype and device: the single-tensor path with
 ``k = 1`` (views, no copies), the batched path with every such group of a
 param group at once (stacks of the gradients and statistics: one kernel per
@@ -266,7 +266,7 @@ class Adafactor(Optimizer):
       Adafactor keeps the for-loop there).
     * A Tensor ``lr`` (one element, as torch takes) is read with ``float`` at
       each step: for a CUDA tensor, one host synchronisation per param group.
-    * A complex parameter raises :class:`~optbook.optim._compat.ComplexParameterError`,
+    * A complex parameter raises ``ComplexParameterError`` (a ``RuntimeError`` and a ``TypeError``),
       a ``RuntimeError`` as torch raises (and a ``TypeError``).
 
     Args:
@@ -398,7 +398,7 @@ class Adafactor(Optimizer):
     # ------------------------------------------------------------------ state dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict saved by :meth:`state_dict`, by ``torch.optim.Adafactor`` or by transformers.
+        """Load a state dict saved by ``state_dict()``, by ``torch.optim.Adafactor`` or by transformers.
 
         The load-state-dict pre-hooks run first, as in ``torch.optim``. Then
         everything is checked (the containers, the grouping, hyperparameters,
@@ -416,7 +416,7 @@ class Adafactor(Optimizer):
           ``transformers.optimization.Adafactor`` (``exp_avg_sq_row``,
           ``exp_avg_sq_col``, ``exp_avg_sq``, ``exp_avg``; ``decay_rate``,
           ``clip_threshold``, ...) is converted to this layout (row and column
-          sums) and its options to this class's; see :func:`_from_foreign`.
+          sums) and its options to this class's; see ``_from_foreign``.
 
         Statistics keep their saved dtype (torch's loader would cast the
         float32 statistics of a bfloat16 parameter to bfloat16), and the step

@@ -14,6 +14,23 @@ import numpy as np
 
 from optbook.notation import symbol
 
+__all__ = [
+    "Problem",
+    "matrix_distance_loss",
+    "matrix_distance_grad",
+    "worked_example",
+    "rosenbrock",
+    "rosenbrock_grad",
+    "beale",
+    "beale_grad",
+    "saddle",
+    "saddle_grad",
+    "rosenbrock_problem",
+    "beale_problem",
+    "saddle_problem",
+    "FiniteSum",
+]
+
 # Gradients and problem constructors: not book symbols of their own.
 __helpers__ = (
     "worked_example", "rosenbrock_grad", "beale_grad", "saddle_grad",

@@ -2,7 +2,9 @@ r"""Adam as the lecture's slide writes it, and momentum with decoupled weight de
 
 :func:`lecture_adam_step` puts :math:`\epsilon` *inside* the root,
 :math:`\alpha_t m_t/\sqrt{v_t+\epsilon}`; :func:`momentum_decoupled_step` is
-Loshchilov & Hutter's SGDW, the partner of momentum on an L2-penalised gradient.
+Loshchilov & Hutter's SGDW, the partner of momentum on an L2-penalised gradient;
+:func:`adam_combined_step_eps_schedule` is the combined form with a step-dependent
+:math:`\hat\epsilon_t`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from optbook.reference._checks import (
 )
 from optbook.reference.adam import (
     AdamState,
+    adam_combined_step,
     combined_step_size,
     first_moment,
     init_adam_state,
@@ -37,6 +40,7 @@ __all__ = [
     "eps_inside_update",
     "lecture_adam_step",
     "momentum_decoupled_step",
+    "adam_combined_step_eps_schedule",
 ]
 
 # Public functions that compose formulas, measure, or build objects rather than
@@ -44,6 +48,7 @@ __all__ = [
 __helpers__ = (
     "lecture_adam_step",
     "momentum_decoupled_step",
+    "adam_combined_step_eps_schedule",
 )
 
 
@@ -100,3 +105,30 @@ def momentum_decoupled_step(
 
 
 momentum_decoupled_step.init_state = init_momentum_state
+
+
+def adam_combined_step_eps_schedule(
+    x: np.ndarray,
+    g: np.ndarray,
+    state=None,
+    *,
+    eps_hat_of_t,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+):
+    r"""One step of Adam's combined form whose :math:`\hat\epsilon_t` changes with the step.
+
+    :math:`\theta_t = \theta_{t-1} - \alpha_t m_t/(\sqrt{v_t}+\hat\epsilon_t)` with
+    :math:`\hat\epsilon_t` = ``eps_hat_of_t(t)`` for the step :math:`t` being taken
+    (:math:`t = 1` on the first call). With ``eps_hat_of_t = lambda t:
+    equivalent_eps_hat(eps, beta2, t)`` the iterates are those of Adam with that
+    :math:`\epsilon`; with a constant they are the combined form most code uses.
+    State: :class:`optbook.reference.AdamState`.
+    """
+    if not callable(eps_hat_of_t):
+        raise TypeError("eps_hat_of_t must be a callable t -> eps_hat; for a constant c pass lambda t: c.")
+    t = 1 if state is None else state.t + 1
+    return adam_combined_step(x, g, state, lr=lr, betas=betas, eps_hat=eps_hat_of_t(t))
+
+
+adam_combined_step_eps_schedule.init_state = init_adam_state

@@ -41,6 +41,7 @@ import math
 import numpy as np
 
 from optbook.notation import symbol
+from optbook.reference import adafactor as af
 
 __all__ = [
     "idivergence",
@@ -54,10 +55,14 @@ __all__ = [
     "factored_update",
     "second_moment_numel",
     "fit_rank_one_numerically",
+    "TEST_MATRIX_KINDS",
+    "random_test_matrix",
+    "factoring_error_report",
 ]
 
-# Public helpers that run a numerical optimiser rather than compute a book symbol.
-__helpers__ = ("fit_rank_one_numerically",)
+# Public helpers that run a numerical optimiser, draw test matrices or gather several errors at once,
+# rather than compute one book symbol.
+__helpers__ = ("fit_rank_one_numerically", "random_test_matrix", "factoring_error_report")
 
 
 def _nonnegative_matrix(v, name: str = "V") -> np.ndarray:
@@ -272,3 +277,58 @@ def fit_rank_one_numerically(v: np.ndarray, *, tol: float = 1e-12, max_iter: int
     res = minimize(objective, z0, jac=True, method="L-BFGS-B", options={"ftol": tol, "gtol": tol, "maxiter": max_iter})
     x, y = res.x[:n], res.x[n:]
     return scale * np.exp(x[:, None] + y[None, :])
+
+
+TEST_MATRIX_KINDS = ("squared Gaussian", "row/column scaled", "heavy-tailed", "rank one")
+
+
+def random_test_matrix(kind: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A random non-negative ``shape`` matrix of one of four kinds, to test rank-one fits on.
+
+    * ``"squared Gaussian"``: entries :math:`z_{ij}^2`, :math:`z_{ij} \\sim N(0, 1)`;
+    * ``"row/column scaled"``: :math:`(a_i z_{ij} b_j)^2` with :math:`a_i, b_j \\sim \\mathrm{Gamma}(2)`;
+    * ``"heavy-tailed"``: squares of Student-t draws with 2 degrees of freedom;
+    * ``"rank one"``: the outer product :math:`a b^\\top` of two Gamma(2) vectors (fitted exactly).
+
+    The draws are taken from ``rng`` in the order listed in each formula.
+    """
+    if kind not in TEST_MATRIX_KINDS:
+        raise ValueError(f"kind must be one of {TEST_MATRIX_KINDS}, got {kind!r}.")
+    if len(shape) != 2 or any(int(k) != k or k < 1 for k in shape):
+        raise ValueError(f"shape must be two positive whole numbers (rows, columns), got {shape!r}.")
+    n, m = shape
+    if kind == "squared Gaussian":
+        return rng.standard_normal(shape) ** 2
+    if kind == "row/column scaled":
+        return (rng.gamma(2.0, size=(n, 1)) * rng.standard_normal(shape) * rng.gamma(2.0, size=(1, m))) ** 2
+    if kind == "heavy-tailed":
+        return rng.standard_t(2.0, size=shape) ** 2
+    return np.outer(rng.gamma(2.0, size=n), rng.gamma(2.0, size=m))
+
+
+def factoring_error_report(g: np.ndarray, v: np.ndarray, r: np.ndarray, c: np.ndarray, eps1: float = 1e-30) -> dict:
+    """How far the factored :math:`\\hat V = RC/1^\\top R` is from the full average ``v``, at one step with gradient ``g``.
+
+    With :math:`G^2 = G \\odot G + \\epsilon_1`, the relative I-divergences :math:`D(V\\Vert\\hat V)`,
+    :math:`D(G^2\\Vert\\hat V)`, :math:`D(G^2\\Vert V)`; the relative Frobenius errors of
+    :math:`\\hat V` and of the best rank-one (SVD) fit against :math:`V`, and of :math:`\\hat V` and
+    :math:`V` against :math:`G^2`; the relative Frobenius difference of the updates
+    :math:`G/\\sqrt{V}` and :math:`G/\\sqrt{\\hat V}`; and the mass ratio :math:`1^\\top V 1 / 1^\\top G^2 1`.
+    """
+    g, v = np.asarray(g, dtype=float), _nonnegative_matrix(v)
+    if g.shape != v.shape or np.shape(r) != (g.shape[0],) or np.shape(c) != (g.shape[1],):
+        raise ValueError(f"g and v must have one shape (n, m), r shape (n,) and c shape (m,); "
+                         f"got {g.shape}, {v.shape}, {np.shape(r)}, {np.shape(c)}.")
+    g2 = af.regularized_squared_gradient(g, eps1)
+    v_hat = af.factored_second_moment(r, c)
+    return {
+        "D(V || V_hat)": relative_idivergence(v, v_hat),
+        "D(G2 || V_hat)": relative_idivergence(g2, v_hat),
+        "D(G2 || V)": relative_idivergence(g2, v),
+        "F(V, V_hat)": relative_frobenius_error(v, v_hat),
+        "F(V, SVD)": relative_frobenius_error(v, rank_one_frobenius_fit(v)),
+        "F(G2, V_hat)": relative_frobenius_error(g2, v_hat),
+        "F(G2, V)": relative_frobenius_error(g2, v),
+        "update error": relative_frobenius_error(af.normalized_update(g, v), factored_update(g, r, c)),
+        "mass ratio": v.sum() / g2.sum(),  # total of the average over total of this step's G^2
+    }

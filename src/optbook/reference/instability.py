@@ -52,10 +52,14 @@ __all__ = [
     "TracedRun",
     "traced_run",
     "sweep",
+    "run_summary",
+    "robust_run_summary",
+    "jump_summary",
 ]
 
 # Public names that compose formulas rather than compute one book symbol.
-__helpers__ = ("SoftmaxRegressionTask", "TracedRun", "traced_run", "sweep")
+__helpers__ = ("SoftmaxRegressionTask", "TracedRun", "traced_run", "sweep", "run_summary", "robust_run_summary",
+               "jump_summary")
 
 
 @symbol(r"s_t = 1 \text{ if } t < t_0 \text{ else } \kappa", "loss scale that jumps by kappa at step t_0")
@@ -282,3 +286,45 @@ def sweep(
             eval_every=eval_every,
         )
     return out
+
+
+def run_summary(run: TracedRun) -> dict[str, float]:
+    """Final training and test loss, largest training loss, largest :math:`\\mathrm{RMS}(X_t)`, and the
+    fraction of steps with :math:`\\mathrm{RMS}(U_t) > 1` (before clipping) of one traced run."""
+    if not isinstance(run, TracedRun):
+        raise TypeError(f"run must be a TracedRun (from traced_run or sweep), got {type(run).__name__}.")
+    return {"final train loss": run.loss[-1], "final test loss": run.test_loss[-1], "max train loss": np.nanmax(run.loss),
+            "max RMS(X)": run.rms_x.max(), "steps with RMS(U)>1": np.mean(run.rms_u > 1.0)}
+
+
+def robust_run_summary(run: TracedRun, *, diverged_loss: float, rms_x_bound: float) -> dict[str, str]:
+    """:func:`run_summary` as text with 4 decimals, or, for a run that blew up, only what is robust.
+
+    A run whose largest training loss exceeds ``diverged_loss`` is chaotic from then on: its
+    later values change with the last bit of any sum, so it is shown as "diverged", its peak
+    loss to whole units, and ``RMS(X) > rms_x_bound`` (checked: a ``ValueError`` if false).
+    """
+    summary = run_summary(run)
+    if summary["max train loss"] <= diverged_loss:
+        return {k: f"{v:.4f}" for k, v in summary.items()}
+    if not summary["max RMS(X)"] > rms_x_bound:
+        raise ValueError(f"a diverged run must have max RMS(X) > rms_x_bound = {rms_x_bound}, "
+                         f"got {summary['max RMS(X)']:.4g}; lower rms_x_bound.")
+    return {"final train loss": "diverged", "final test loss": "diverged",
+            "max train loss": f"{summary['max train loss']:.0f}", "max RMS(X)": f"> {rms_x_bound}",
+            "steps with RMS(U)>1": "n/a"}
+
+
+def jump_summary(run: TracedRun, baseline: TracedRun, t0: int, window: int = 50) -> dict[str, float]:
+    """What a jump of the gradient scale at step ``t0`` did to ``run``, next to the same run without it.
+
+    The loss just before the jump (``loss[t0 - 1]``), the largest loss over steps ``t0 .. t0 + window``,
+    the largest :math:`\\mathrm{RMS}(U_t)` from ``t0`` on, the final training and test loss, and the
+    final training loss of ``baseline`` (the run without the jump).
+    """
+    if not isinstance(t0, (int, np.integer)) or not 1 <= t0 < len(run.loss):
+        raise ValueError(f"t0 must be a step of the run, 1 <= t0 < {len(run.loss)}, got {t0!r}.")
+    return {"loss at t0-1": run.loss[t0 - 1], f"max loss, t0..t0+{window}": run.loss[t0:t0 + window + 1].max(),
+            "max RMS(U), t>=t0": run.rms_u[t0 - 1:].max(),
+            "final train loss": run.loss[-1], "final test loss": run.test_loss[-1],
+            "final train loss, no jump": baseline.loss[-1]}

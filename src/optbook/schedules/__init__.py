@@ -6,6 +6,5 @@ from optbook.schedules.decay import *  # noqa: F401,F403
 
 __all__ = [
     "decay",
-    "inverse_time_lr",
-    "step_decay_lr",
+    *decay.__all__,
 ]

@@ -7,8 +7,8 @@
     multinomial logistic regression as a finite sum, with its exact curvature;
 :mod:`~optbook.tasks.least_squares`
     linear least squares on real data;
-:mod:`~optbook.tasks.experiments`
-    every optimizer of the book by name, trained on a task;
+:mod:`~optbook.tasks.experiments`, :mod:`~optbook.tasks.epoch_runs`
+    every optimizer of the book by name, trained on a task; epochs of (mini-)batch training;
 :mod:`~optbook.tasks.text_corpus`, :mod:`~optbook.tasks.charlm`
     Python's standard library as a character corpus, and a small Transformer for it;
 :mod:`~optbook.tasks.model_shapes`
@@ -16,41 +16,28 @@
 :mod:`~optbook.tasks.stored_runs`
     long runs stored once and re-checked live.
 
-The names of ``datasets``, ``softmax`` and ``experiments`` are also available here,
+The names of ``datasets``, ``softmax``, ``experiments`` and ``epoch_runs`` are also available here,
 e.g. ``optbook.tasks.digits``; the other modules are used by their names.
 """
 
-from optbook.tasks import charlm, datasets, experiments, least_squares, model_shapes, softmax, stored_runs, text_corpus
+from optbook.tasks import charlm, datasets, epoch_runs, experiments, least_squares, model_shapes, softmax, stored_runs, text_corpus
 from optbook.tasks.datasets import *  # noqa: F401,F403
 from optbook.tasks.softmax import *  # noqa: F401,F403
 from optbook.tasks.experiments import *  # noqa: F401,F403
+from optbook.tasks.epoch_runs import *  # noqa: F401,F403
 
 __all__ = [
     "charlm",
     "datasets",
+    "epoch_runs",
     "experiments",
     "least_squares",
     "model_shapes",
     "softmax",
     "stored_runs",
     "text_corpus",
-    "Dataset",
-    "digits",
-    "diabetes",
-    "softmax_cross_entropy",
-    "softmax_cross_entropy_grad",
-    "accuracy",
-    "mlp",
-    "TrainingHistory",
-    "evaluate",
-    "train_classifier",
-    "softmax_example_grads",
-    "softmax_task",
-    "softmax_hvp",
-    "softmax_hessian_diagonal",
-    "gauss_newton_diagonal",
-    "make_optimizer",
-    "train_run",
-    "logits_function",
-    "OPTIMIZER_NAMES",
+    *datasets.__all__,
+    *softmax.__all__,
+    *experiments.__all__,
+    *epoch_runs.__all__,
 ]

@@ -20,6 +20,19 @@ import torch
 
 from optbook.notation import symbol
 
+__all__ = [
+    "Dataset",
+    "digits",
+    "diabetes",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_grad",
+    "accuracy",
+    "mlp",
+    "TrainingHistory",
+    "evaluate",
+    "train_classifier",
+]
+
 __helpers__ = ("digits", "diabetes", "accuracy", "mlp", "train_classifier", "evaluate")
 
 

@@ -2,19 +2,31 @@ r"""Every optimizer of the book by name, trained on a real task.
 
 :func:`make_optimizer` builds any of them, and :func:`train_run` trains a seeded MLP
 with it (feeding Sophia its Hessian estimates). :func:`logits_function` makes a torch
-model a function of one flat parameter vector, for exact Hessians and Jacobians.
+model a function of one flat parameter vector, for exact Hessians and Jacobians, and
+:func:`cross_entropy_hessian_diagonals` uses it for the exact Hessian and Gauss-Newton
+diagonals of a classifier. :func:`softmax_regression_problem` poses softmax regression
+on a dataset as a :class:`optbook.problems.Problem`; :func:`update_rms_recorder` follows
+the size of a torch optimizer's updates. Two learning-rate grids used by chapter 8:
+:func:`lr_factor_sweep` (every optimizer at a few multiples of its default rate) and
+:func:`best_lr_by_batch_size` (the best rate of a grid at each batch size).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 __all__ = [
     "make_optimizer",
     "train_run",
     "logits_function",
+    "cross_entropy_hessian_diagonals",
+    "softmax_regression_problem",
+    "update_rms_recorder",
+    "lr_factor_sweep",
+    "best_lr_by_batch_size",
     "OPTIMIZER_NAMES",
 ]
 
@@ -24,9 +36,15 @@ __helpers__ = (
     "make_optimizer",
     "train_run",
     "logits_function",
+    "cross_entropy_hessian_diagonals",
+    "softmax_regression_problem",
+    "update_rms_recorder",
+    "lr_factor_sweep",
+    "best_lr_by_batch_size",
 )
 
 
+#: Every optimizer :func:`make_optimizer` builds, in the order of the book.
 OPTIMIZER_NAMES = (
     "SGD",
     "momentum",
@@ -167,3 +185,147 @@ def logits_function(model: torch.nn.Module, x) -> tuple[torch.Tensor, Callable[[
         return torch.func.functional_call(model, {n: v.reshape(s) for n, v, s in zip(names, pieces, shapes)}, (x,))
 
     return theta0, f
+
+
+def cross_entropy_hessian_diagonals(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(h, gn)``: the exact diagonals of the Hessian and of the Gauss-Newton matrix of the mean cross-entropy.
+
+    :math:`h = \operatorname{diag}\nabla^2_\theta L` with :math:`L = \frac1B\sum_b \ell(f(x_b;\theta), y_b)`
+    over all parameters of ``model`` at once (``torch.autograd.functional.hessian``), and
+    :math:`\operatorname{diag}\frac1B\sum_b J_b^\top(\operatorname{diag}p_b - p_bp_b^\top)J_b` from the exact
+    logit Jacobians (:func:`optbook.tasks.gauss_newton_diagonal`). Both are flat arrays in
+    the order of ``model.parameters()``. The cost is a full Hessian: keep the model small.
+    """
+    from optbook.tasks.softmax import gauss_newton_diagonal
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    theta0, logits_of = logits_function(model, x)
+    hessian = torch.autograd.functional.hessian(
+        lambda th: torch.nn.functional.cross_entropy(logits_of(th), y), theta0, vectorize=True)
+    jacobian = torch.autograd.functional.jacobian(logits_of, theta0, vectorize=True).numpy()
+    probabilities = torch.softmax(logits_of(theta0), dim=1).detach().numpy()
+    return torch.diagonal(hessian).numpy(), gauss_newton_diagonal(jacobian, probabilities)
+
+
+def softmax_regression_problem(data):
+    r"""Softmax regression on ``data``'s training set as a :class:`optbook.problems.Problem`, started at zero.
+
+    The loss is :func:`optbook.tasks.softmax_cross_entropy` :math:`J(W)` on
+    ``(data.x_train, data.y_train)`` and the gradient
+    :func:`optbook.tasks.softmax_cross_entropy_grad`; :math:`W` has shape
+    ``(d + 1, k)`` with the biases as its last row, and the start :math:`W_0` is all zeros.
+    """
+    from optbook.problems.analytic import Problem
+    from optbook.tasks.datasets import softmax_cross_entropy, softmax_cross_entropy_grad
+
+    if not getattr(data, "n_classes", None):
+        raise ValueError("data must be a classification Dataset (n_classes set), such as optbook.tasks.digits().")
+    x, y = data.x_train, data.y_train
+    return Problem(
+        f"{data.name} softmax regression",
+        lambda w: softmax_cross_entropy(w, x, y),
+        lambda w: softmax_cross_entropy_grad(w, x, y),
+        np.zeros((x.shape[1] + 1, data.n_classes)),
+    )
+
+
+def update_rms_recorder(params, lr: float) -> tuple[Callable[[int], None], list[float]]:
+    r"""``(on_step, rms)``: a callback for :func:`optbook.tasks.train_classifier` and the list it fills.
+
+    After every step ``on_step`` appends :math:`\sqrt{\operatorname{mean}_i u_i^2}` with
+    :math:`u = (\theta_{t-1} - \theta_t)/\eta` over all entries of ``params``: the root
+    mean square of the update per unit learning rate (1 for a sign update such as Lion's).
+    """
+    params = list(params)
+    if not params or not all(isinstance(p, torch.Tensor) for p in params):
+        raise TypeError("params must be a non-empty iterable of tensors, such as model.parameters().")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0 (the optimizer's learning rate), got {lr!r}.")
+    rms: list[float] = []
+    previous = [p.detach().clone() for p in params]
+
+    def on_step(step: int) -> None:
+        nonlocal previous
+        with torch.no_grad():
+            u = torch.cat([((q - p) / lr).reshape(-1) for p, q in zip(params, previous)])
+            rms.append(float(u.pow(2).mean().sqrt()))
+            previous = [p.detach().clone() for p in params]
+
+    return on_step, rms
+
+
+def lr_factor_sweep(
+    setups: Mapping[str, tuple],
+    base_lr: Mapping[str, float],
+    factors: Sequence[float],
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> list[dict]:
+    r"""Train every optimizer of ``base_lr`` at the rates ``base_lr[name] * f`` for each ``f`` in ``factors``.
+
+    ``setups`` maps a task name to ``(data, train_kwargs)``; each run is
+    :func:`train_run` with those keyword arguments, ``seed`` and ``dtype``. Returns one
+    row per run with the task, optimizer, rate, factor and the final test loss,
+    train loss and test accuracy, in the order task, optimizer, factor. A progress
+    bar per task counts the optimizers.
+    """
+    from optbook.progress import progress
+
+    unknown = [name for name in base_lr if name not in OPTIMIZER_NAMES]
+    if unknown:
+        raise ValueError(f"base_lr names unknown optimizers {unknown}; choose from {OPTIMIZER_NAMES}.")
+    rows = []
+    for task, (data, kwargs) in setups.items():
+        for name in progress(tuple(base_lr), desc=task):
+            for f in factors:
+                hist = train_run(name, base_lr[name] * f, data, seed=seed, dtype=dtype, **kwargs)
+                rows.append({"task": task, "optimizer": name, "lr": base_lr[name] * f, "factor": f,
+                             "test loss": hist.test_loss[-1], "train loss": hist.train_loss[-1],
+                             "test accuracy": hist.test_accuracy[-1]})
+    return rows
+
+
+def best_lr_by_batch_size(
+    name: str,
+    lrs: Sequence[float],
+    batch_sizes: Sequence[int],
+    data,
+    *,
+    epochs: int,
+    loss_ceiling: float,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> list[dict]:
+    r"""For each batch size, the best learning rate of the grid ``lrs`` for optimizer ``name`` by final training loss.
+
+    Every rate is trained with :func:`train_run` for ``epochs`` epochs. A run counts as
+    failed (loss :math:`+\infty`) if it diverged, ended at or above ``loss_ceiling`` (for
+    a classifier, :math:`\ln k`, the loss of a uniform guess), or rose to
+    :math:`2\times` ``loss_ceiling`` or more on the way, since its end point is then chaotic.
+    Each row holds the batch size, the best rate refined by
+    :func:`optbook.analysis.log_parabola_argmin` ("best lr"), the best grid point
+    ("grid best"), the largest rate that did not fail ("largest working lr") and the best
+    final training loss.
+    """
+    from optbook.analysis.batch_size import log_parabola_argmin
+    from optbook.progress import progress
+
+    lrs = np.asarray(lrs, dtype=float)
+    if lrs.ndim != 1 or lrs.size < 1 or np.any(lrs <= 0):
+        raise ValueError("lrs must be a 1-D grid of positive learning rates.")
+    rows = []
+    for bs in progress(batch_sizes, desc=f"{name}: batch sizes"):
+        hists = [train_run(name, float(lr), data, epochs=epochs, batch_size=int(bs), seed=seed, dtype=dtype)
+                 for lr in lrs]
+        losses = np.array([h.train_loss[-1] for h in hists])
+        peaks = np.array([max(h.train_loss) for h in hists])
+        losses = np.where(np.isfinite(losses) & (losses < loss_ceiling) & (peaks < 2 * loss_ceiling), losses, np.inf)
+        if not np.isfinite(losses).any():
+            raise ValueError(f"every rate failed at batch size {int(bs)}; widen the grid lrs towards smaller rates.")
+        stable = lrs[np.isfinite(losses)]
+        rows.append({"batch": int(bs), "best lr": log_parabola_argmin(lrs, losses),
+                     "grid best": float(lrs[np.argmin(losses)]), "largest working lr": float(stable.max()),
+                     "best train loss": float(losses.min())})
+    return rows

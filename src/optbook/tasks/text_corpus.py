@@ -50,7 +50,8 @@ __all__ = [
 # None of these computes a book symbol: they read, encode and sample text.
 __helpers__ = tuple(name for name in __all__ if name[0].islower())
 
-UNKNOWN = "\x00"  # stands for any character the training text does not contain
+#: The symbol that stands for any character the training text does not contain.
+UNKNOWN = "\x00"
 
 
 def stdlib_dir() -> Path:

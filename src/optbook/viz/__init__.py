@@ -8,11 +8,6 @@ from optbook.viz.animate import *  # noqa: F401,F403
 __all__ = [
     "animate",
     "plots",
-    "plot_losses",
-    "plot_entry_trajectories",
-    "plot_contour_paths",
-    "offline_jshtml",
-    "draw_contours",
-    "draw_paths",
-    "animate_paths",
+    *plots.__all__,
+    *animate.__all__,
 ]

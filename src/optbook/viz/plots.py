@@ -8,6 +8,12 @@ from typing import Callable
 import matplotlib.pyplot as plt
 import numpy as np
 
+__all__ = [
+    "plot_losses",
+    "plot_entry_trajectories",
+    "plot_contour_paths",
+]
+
 
 def _axes(ax):
     return ax if ax is not None else plt.subplots()[1]
