@@ -344,7 +344,7 @@ def sharded_adafactor_step(opt, work: list[tuple[dict, list]], generator=None) -
 
 
 def _apply(it: _Item, b2: Tensor, numel: int, generator) -> None:
-    from optbook.optim.adafactor import _stochastic_round_to_bfloat16
+    from optbook.optim.adafactor import _stochastic_round_to_bfloat16, _update_coefficients
 
     group, plan, cd = it.group, it.plan, it.cd
     lr, d, wd = float(group["lr"]), float(group["d"]), float(group["weight_decay"])
@@ -359,22 +359,12 @@ def _apply(it: _Item, b2: Tensor, numel: int, generator) -> None:
     else:
         usq = b2[o2].to(cd).reshape(1)
     clip = usq.div(numel).sqrt_().div_(d).clamp_(min=1.0)
-    if group["scale_parameter"]:
-        alpha = it.x2.to(cd).reshape(1).sqrt().div_(math.sqrt(numel)).clamp_(min=float(group["eps"][1])).mul_(it.rho)
-    elif group["relative_step"]:
-        alpha = it.rho
-    else:
-        alpha = torch.full_like(clip, lr)
+    rms_x = it.x2.to(cd).reshape(1).sqrt().div_(math.sqrt(numel)) if group["scale_parameter"] else None
+    decay, scale, weight, minus = _update_coefficients(
+        clip, it.finite, rms_x, it.rho, lr=lr, eps2=float(group["eps"][1]), weight_decay=wd, beta1=beta1, sign=sign,
+        scale_parameter=group["scale_parameter"], relative_step=group["relative_step"],
+    )
     skipped = ~it.finite
-    decay = None
-    if wd != 0:
-        decay = torch.full_like(clip, 1.0 - lr * wd).masked_fill_(skipped, 1.0)
-    if beta1 is None:
-        scale = (alpha / clip).masked_fill_(skipped, 0.0)
-    else:
-        scale = (alpha / clip).mul_(-sign).masked_fill_(skipped, 0.0)
-        weight = torch.full_like(clip, 1.0 - beta1).masked_fill_(skipped, 0.0)
-        minus = torch.full_like(clip, -1.0).masked_fill_(skipped, 0.0)
     if plan.pair is not None:
         R, C = it.state["R"].to_local(), it.state["C"].to_local()
         S_l = S[plan.pos_b].view(R.shape[:i] + R.shape[i + 1:])  # 1^T R of the local batch entries

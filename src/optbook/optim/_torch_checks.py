@@ -231,3 +231,16 @@ def load_state_dict_checked(
                 state = optimizer.state.get(p)
                 if state and "step" in state:
                     state["step"] = torch.tensor(float(step_count(state["step"], "state")), dtype=torch.float32)
+
+
+def apply_updates(optimizer: torch.optim.Optimizer, work: list[tuple[Tensor, dict[str, Any]]]) -> None:
+    """Run the step on the checked ``(parameter, group)`` pairs: ``optimizer._update(p, group)`` one tensor at a
+    time, or ``optimizer._update_foreach(params, group)`` once for all of a ``foreach`` group's tensors."""
+    batched: dict[int, tuple[dict[str, Any], list[Tensor]]] = {}
+    for p, group in work:
+        if group["foreach"]:
+            batched.setdefault(id(group), (group, []))[1].append(p)
+        else:
+            optimizer._update(p, group)
+    for group, params in batched.values():
+        optimizer._update_foreach(params, group)

@@ -626,6 +626,42 @@ class Adafactor(Optimizer):
 # ---------------------------------------------------------------------- functional form
 
 
+def _update_coefficients(
+    clip: Tensor, finite: Tensor, rms_x: Tensor | None, rho: Tensor, *, lr: float, eps2: float, weight_decay: float,
+    beta1: float | None, sign: float, scale_parameter: bool, relative_step: bool,
+) -> tuple[Tensor | None, Tensor, Tensor | None, Tensor | None]:
+    r"""Per-tensor coefficients of the update, shared by the local step and the sharded one.
+
+    The step size is :math:`\alpha_t = \rho_t \max(\epsilon_2, \mathrm{RMS}(X_{t-1}))` with parameter
+    scaling, :math:`\rho_t` without, or ``lr`` for an absolute step; ``clip`` is
+    :math:`\max(1, \mathrm{RMS}(U_t)/d)`. Returns ``(decay, scale, weight, minus)``: the weight-decay
+    factor :math:`1 - \eta\lambda` (``None`` without decay); ``scale`` = :math:`\alpha_t/\text{clip}`
+    (times ``-sign`` with momentum, where the sign of the gradient goes into the first moment); and,
+    with momentum, the first moment's weights :math:`1-\beta_1` and :math:`-1`. A skipped tensor (a
+    non-finite gradient, ``finite`` False) gets decay 1 and zero update.
+    """
+    if scale_parameter:
+        alpha = rms_x.clamp_(min=eps2).mul_(rho)
+    elif relative_step:
+        alpha = rho
+    else:
+        alpha = torch.full_like(clip, lr)
+    skipped = ~finite
+    decay = weight = minus = None
+    if weight_decay != 0:
+        decay = torch.full_like(clip, 1.0 - lr * weight_decay).masked_fill_(skipped, 1.0)
+    if beta1 is None:
+        # X <- X - alpha U_hat (+ with maximize: the sign goes into addcmul's value);
+        # zero for a skipped tensor.
+        scale = (alpha / clip).masked_fill_(skipped, 0.0)
+    else:
+        # M_t = beta1 M + (1 - beta1) alpha U_hat, U_hat of the signed gradient; X <- X - M_t.
+        scale = (alpha / clip).mul_(-sign).masked_fill_(skipped, 0.0)
+        weight = torch.full_like(clip, 1.0 - beta1).masked_fill_(skipped, 0.0)
+        minus = torch.full_like(clip, -1.0).masked_fill_(skipped, 0.0)
+    return decay, scale, weight, minus
+
+
 def _single_tensor_adafactor(
     params: list[Tensor],
     grads: list[Tensor],
@@ -823,27 +859,16 @@ def _step_stack(
         U = U.view((k,) + shape)
 
     clip = usq.div_(numel).sqrt_().div_(d).clamp_(min=1.0)  # max(1, RMS(U)/d)
+    rms_x = None
     if scale_parameter:
         norms = torch._foreach_norm(params, 2, dtype=None if p0.dtype == cd else cd)
         norm = norms[0].reshape(1) if k == 1 else torch.stack(norms)
-        alpha = norm.div_(math.sqrt(numel)).clamp_(min=eps2).mul_(rho)
-    elif relative_step:
-        alpha = rho
-    else:
-        alpha = torch.full_like(clip, lr)
+        rms_x = norm.div_(math.sqrt(numel))
+    decay, scale, weight, minus = _update_coefficients(
+        clip, finite, rms_x, rho, lr=lr, eps2=eps2, weight_decay=weight_decay, beta1=beta1, sign=sign,
+        scale_parameter=scale_parameter, relative_step=relative_step,
+    )
     skipped = ~finite
-    decay = weight = minus = None
-    if weight_decay != 0:
-        decay = torch.full_like(clip, 1.0 - lr * weight_decay).masked_fill_(skipped, 1.0)
-    if beta1 is None:
-        # X <- X - alpha U_hat (+ with maximize: the sign goes into addcmul's value);
-        # zero for a skipped tensor.
-        scale = (alpha / clip).masked_fill_(skipped, 0.0)
-    else:
-        # M_t = beta1 M + (1 - beta1) alpha U_hat, U_hat of the signed gradient; X <- X - M_t.
-        scale = (alpha / clip).mul_(-sign).masked_fill_(skipped, 0.0)
-        weight = torch.full_like(clip, 1.0 - beta1).masked_fill_(skipped, 0.0)
-        minus = torch.full_like(clip, -1.0).masked_fill_(skipped, 0.0)
 
     def apply(xs: list[Tensor], update: Tensor, factor: Tensor, moms: list[Tensor] | None) -> None:
         # xs <- decay * xs + update * factor, or through the momentum, in the

@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from optbook.optim._compat import fill_missing_options, lr_value, signature_defaults
-from optbook.optim._torch_checks import check_group, checked_work, load_state_dict_checked
+from optbook.optim._torch_checks import apply_updates, check_group, checked_work, load_state_dict_checked
 
 __all__ = ["Lion"]
 
@@ -122,14 +122,7 @@ class Lion(Optimizer):
             The closure's loss, or ``None``.
         """
         loss, work = checked_work(self, closure, "Lion", _OPTIONS, ("exp_avg",), has_step=False)
-        batched: dict[int, tuple[dict[str, Any], list[Tensor]]] = {}
-        for p, group in work:
-            if group["foreach"]:
-                batched.setdefault(id(group), (group, []))[1].append(p)
-            else:
-                self._update(p, group)
-        for group, params in batched.values():
-            self._update_foreach(params, group)
+        apply_updates(self, work)
         return loss
 
     def _update_foreach(self, params: list[Tensor], group: dict[str, Any]) -> None:

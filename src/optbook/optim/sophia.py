@@ -27,7 +27,7 @@ from torch.optim import Optimizer
 
 from optbook.notation import symbol
 from optbook.optim._compat import fill_missing_options, lr_value, signature_defaults
-from optbook.optim._torch_checks import check_group, check_state, checked_work, load_state_dict_checked
+from optbook.optim._torch_checks import apply_updates, check_group, check_state, checked_work, load_state_dict_checked
 from optbook.reference import _checks
 
 __all__ = ["Sophia", "hutchinson", "gauss_newton_bartlett"]
@@ -318,14 +318,7 @@ class Sophia(Optimizer):
             refresh = [item for item in self._match(estimates) if id(item[0]) in due_ids]
         # Everything is checked; from here on the step writes.
         self._refresh(refresh)
-        batched: dict[int, tuple[dict[str, Any], list[Tensor]]] = {}
-        for p, group in work:
-            if group["foreach"]:
-                batched.setdefault(id(group), (group, []))[1].append(p)
-            else:
-                self._update(p, group)
-        for group, params in batched.values():
-            self._update_foreach(params, group)
+        apply_updates(self, work)
         return loss
 
     def _update_foreach(self, params: list[Tensor], group: dict[str, Any]) -> None:

@@ -13,6 +13,11 @@ from numbers import Integral, Real
 import numpy as np
 
 
+# What to pass for an epsilon that guards a division; the messages of every reference share it.
+EPS_HINT = "pass a small positive number such as 1e-8."
+EPS_HINT_ZERO_DIVIDES = "pass a small positive number such as 1e-8 (0 is allowed but divides by zero on a zero gradient)."
+
+
 def _real(value, name: str) -> float:
     # bool is an Integral; a flag passed as a learning rate is always a mistake.
     if isinstance(value, bool) or not isinstance(value, Real):

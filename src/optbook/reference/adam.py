@@ -51,6 +51,7 @@ import numpy as np
 
 from optbook.notation import symbol
 from optbook.reference._checks import (
+    EPS_HINT_ZERO_DIVIDES,
     as_array,
     check_beta,
     check_betas,
@@ -81,8 +82,6 @@ __all__ = [
 # Public functions that compose formulas or draw random numbers rather than
 # compute one book symbol; the notation test exempts them.
 __helpers__ = ("init_adam_state", "adam_step", "adam_combined_step", "adamw_step")
-
-_EPS_HINT = "pass a small positive number such as 1e-8 (0 is allowed but divides by zero on a zero gradient)."
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,7 @@ def adam_direction(m_hat: np.ndarray, v_hat: np.ndarray, eps: float) -> np.ndarr
     r""":math:`\hat m_t / (\sqrt{\hat v_t} + \epsilon)`, with :math:`\epsilon` outside the root."""
     m_hat, v_hat = as_array(m_hat, "m_hat"), as_array(v_hat, "v_hat")
     check_same_shape(m_hat, v_hat, "v_hat", "m_hat")
-    return m_hat / (np.sqrt(v_hat) + check_nonnegative(eps, "eps", _EPS_HINT))
+    return m_hat / (np.sqrt(v_hat) + check_nonnegative(eps, "eps", EPS_HINT_ZERO_DIVIDES))
 
 
 @symbol(r"\alpha_t = \eta \sqrt{1-\beta_2^t} / (1-\beta_1^t)", "Adam's combined step size")
@@ -155,7 +154,7 @@ def equivalent_eps_hat(eps: float, beta2: float, t: int) -> float:
     """
     if int(t) != t or t < 1:
         raise ValueError(f"t must be a whole number >= 1 (steps count from 1), got {t!r}.")
-    eps = check_nonnegative(eps, "eps", _EPS_HINT)
+    eps = check_nonnegative(eps, "eps", EPS_HINT_ZERO_DIVIDES)
     return eps * np.sqrt(1.0 - check_beta(beta2, "beta2") ** int(t))
 
 
@@ -165,7 +164,7 @@ def combined_update(x: np.ndarray, m: np.ndarray, v: np.ndarray, alpha: float, e
     x, m, v = as_array(x, "x"), as_array(m, "m"), as_array(v, "v")
     check_same_shape(x, m, "m")
     check_same_shape(x, v, "v")
-    return x - alpha * m / (np.sqrt(v) + check_nonnegative(eps_hat, "eps_hat", _EPS_HINT))
+    return x - alpha * m / (np.sqrt(v) + check_nonnegative(eps_hat, "eps_hat", EPS_HINT_ZERO_DIVIDES))
 
 
 def _moments(x, g, state, betas) -> tuple[np.ndarray, np.ndarray, int, float, float]:

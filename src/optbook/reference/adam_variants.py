@@ -13,6 +13,7 @@ import numpy as np
 
 from optbook.notation import symbol
 from optbook.reference._checks import (
+    EPS_HINT,
     as_array,
     check_betas,
     check_nonnegative,
@@ -52,16 +53,13 @@ __helpers__ = (
 )
 
 
-_EPS_HINT = "pass a small positive number such as 1e-8."
-
-
 @symbol(r"\theta_t = \theta_{t-1} - \alpha_t m_t / \sqrt{v_t + \epsilon}", "Adam's step with epsilon inside the root (the lecture's slide)")
 def eps_inside_update(x: np.ndarray, m: np.ndarray, v: np.ndarray, alpha: float, eps: float) -> np.ndarray:
     r""":math:`\theta_t = \theta_{t-1} - \alpha_t\, m_t / \sqrt{v_t + \epsilon}` on the uncorrected moments."""
     x, m, v = as_array(x, "x"), as_array(m, "m"), as_array(v, "v")
     check_same_shape(x, m, "m")
     check_same_shape(x, v, "v")
-    return x - alpha * m / np.sqrt(v + check_nonnegative(eps, "eps", _EPS_HINT))
+    return x - alpha * m / np.sqrt(v + check_nonnegative(eps, "eps", EPS_HINT))
 
 
 def lecture_adam_step(

@@ -10,6 +10,7 @@ import numpy as np
 
 from optbook.notation import symbol
 from optbook.reference._checks import (
+    EPS_HINT,
     as_array,
     check_beta,
     check_betas,
@@ -38,9 +39,6 @@ __helpers__ = (
 )
 
 
-_EPS_HINT = "pass a small positive number such as 1e-8."
-
-
 @dataclass(frozen=True)
 class AdamaxState:
     r"""First moment :math:`m_t`, exponentially weighted infinity norm :math:`u_t`, step count ``t``."""
@@ -67,7 +65,7 @@ def infinity_norm_moment(u_prev: np.ndarray, g: np.ndarray, beta2: float, eps: f
     """
     u_prev, g = as_array(u_prev, "u_prev"), as_array(g, "g")
     check_same_shape(u_prev, g, "g", "u_prev")
-    eps = check_nonnegative(eps, "eps", _EPS_HINT)
+    eps = check_nonnegative(eps, "eps", EPS_HINT)
     return np.maximum(check_beta(beta2, "beta2") * u_prev, np.abs(g) + eps)
 
 

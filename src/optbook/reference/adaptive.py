@@ -53,6 +53,7 @@ import numpy as np
 
 from optbook.notation import symbol
 from optbook.reference._checks import (
+    EPS_HINT_ZERO_DIVIDES,
     as_array,
     check_beta,
     check_lr,
@@ -84,8 +85,6 @@ __all__ = [
 # Public functions that compose formulas or draw random numbers rather than
 # compute one book symbol; the notation test exempts them.
 __helpers__ = ("init_adagrad_state", "adagrad_step", "init_rmsprop_state", "rmsprop_step", "init_adadelta_state", "adadelta_step")
-
-_EPS_HINT = "pass a small positive number such as 1e-8 (0 is allowed but divides by zero on a zero gradient)."
 
 
 @symbol(r"\beta\, a_{t-1} + (1-\beta)\, y_t", "exponential moving average with decay beta")
@@ -210,7 +209,7 @@ def init_adadelta_state(x: np.ndarray) -> AdaDeltaState:
 @symbol(r"\mathrm{RMS}[y]_t = \sqrt{E[y^2]_t + \epsilon}", "root of a running mean of squares")
 def running_rms(mean_sq: np.ndarray, eps: float) -> np.ndarray:
     r""":math:`\mathrm{RMS}[y]_t = \sqrt{E[y^2]_t + \epsilon}`."""
-    return np.sqrt(as_array(mean_sq, "mean_sq") + check_nonnegative(eps, "eps", _EPS_HINT))
+    return np.sqrt(as_array(mean_sq, "mean_sq") + check_nonnegative(eps, "eps", EPS_HINT_ZERO_DIVIDES))
 
 
 @symbol(

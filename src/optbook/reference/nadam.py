@@ -10,6 +10,7 @@ import numpy as np
 
 from optbook.notation import symbol
 from optbook.reference._checks import (
+    EPS_HINT,
     as_array,
     check_beta,
     check_betas,
@@ -36,9 +37,6 @@ __helpers__ = (
     "init_nadam_state",
     "nadam_step",
 )
-
-
-_EPS_HINT = "pass a small positive number such as 1e-8."
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,7 @@ def nadam_update(
     for other, name in ((g, "g"), (m, "m"), (v_hat, "v_hat")):
         check_same_shape(x, other, name)
     lr = check_lr(lr)
-    denom = np.sqrt(v_hat) + check_nonnegative(eps, "eps", _EPS_HINT)
+    denom = np.sqrt(v_hat) + check_nonnegative(eps, "eps", EPS_HINT)
     return x - lr * (1.0 - mu) / (1.0 - mu_product) * g / denom - lr * mu_next / (1.0 - mu_product * mu_next) * m / denom
 
 
