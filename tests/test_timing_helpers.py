@@ -54,3 +54,23 @@ def test_median_step_times_times_each_variant_on_the_same_problem():
 def test_median_step_times_needs_a_variant():
     with pytest.raises(ValueError, match="variants"):
         median_step_times({}, [(2,)])
+
+
+def test_smoke_mode_runs_every_variant_on_small_tensors(monkeypatch):
+    import torch
+
+    from optbook.bench import timing
+
+    seen = []
+
+    def make(params):
+        seen.append([tuple(p.shape) for p in params])
+        return torch.optim.SGD(params, lr=0.1)
+
+    monkeypatch.setenv("OPTBOOK_TIMING_SMOKE", "1")
+    out = median_step_times({"sgd": make}, [(1000, 3), (70,)], warmup=3, repeats=9)
+    assert seen == [[(timing.SMOKE_MAX_DIM, 3), (timing.SMOKE_MAX_DIM,)]] and list(out) == ["sgd"]
+    monkeypatch.delenv("OPTBOOK_TIMING_SMOKE")
+    seen.clear()
+    median_step_times({"sgd": make}, [(1000, 3)], warmup=0, repeats=1)
+    assert seen == [[(1000, 3)]]

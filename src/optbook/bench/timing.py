@@ -10,7 +10,8 @@ then robust to it. ``tools/bench_adafactor_cpu.py`` uses this for the issue's
 benchmark, :mod:`optbook.bench` is the GPU benchmark.
 
 With ``OPTBOOK_TIMING_SMOKE=1`` in the environment every timing runs one round
-and no warm-up: the code is exercised, the numbers mean nothing. ``make test``
+and no warm-up, and :func:`median_step_times` runs on tensors cut to ``SMOKE_MAX_DIM``
+per dimension: the code is exercised, the numbers mean nothing. ``make test``
 sets it for the chapters, whose timing cells are marked ``# NBVAL_IGNORE_OUTPUT``
 (their stored outputs come from a full run on a quiet machine and are never
 compared), so the test suite does not spend minutes on timings it throws away.
@@ -39,6 +40,8 @@ __all__ = [
 __helpers__ = tuple(n for n in __all__ if n != "SMOKE_ENV")
 
 SMOKE_ENV = "OPTBOOK_TIMING_SMOKE"
+#: In smoke mode, :func:`median_step_times` cuts every dimension to this size.
+SMOKE_MAX_DIM = 64
 
 
 def smoke_mode() -> bool:
@@ -165,9 +168,12 @@ def median_step_times(
     Every variant gets its own copy of the same parameters (normal, RMS 0.02) and the
     same fixed gradients (normal, RMS 0.01) of the given ``shapes``, drawn from a torch
     generator seeded with ``seed``; the rounds go through :func:`interleaved_step_times`.
+    In smoke mode (``$OPTBOOK_TIMING_SMOKE``) every dimension is cut to ``SMOKE_MAX_DIM``.
     """
     if not variants:
         raise ValueError("variants must name at least one optimizer factory.")
+    if smoke_mode():  # the numbers are thrown away: run every variant's code on small tensors
+        shapes = [tuple(min(int(n), SMOKE_MAX_DIM) for n in s) for s in shapes]
     gen = torch.Generator().manual_seed(seed)
     x0 = [torch.randn(s, generator=gen).mul_(0.02) for s in shapes]
     g0 = [torch.randn(s, generator=gen).mul_(0.01) for s in shapes]
