@@ -13,14 +13,14 @@
     Python's standard library as a character corpus, and a small Transformer for it;
 :mod:`~optbook.tasks.model_shapes`
     parameter shapes of published models (GPT-2, BERT, T5, LLaMA);
-:mod:`~optbook.tasks.stored_runs`
-    long runs stored once and re-checked live.
+:mod:`~optbook.tasks.stored_runs`, :mod:`~optbook.tasks.stored_results`
+    long runs and long experiments stored once (with a checksum) and re-checked live.
 
 The names of ``datasets``, ``softmax``, ``experiments`` and ``epoch_runs`` are also available here,
 e.g. ``optbook.tasks.digits``; the other modules are used by their names.
 """
 
-from optbook.tasks import charlm, datasets, epoch_runs, experiments, least_squares, model_shapes, softmax, stored_runs, text_corpus
+from optbook.tasks import charlm, datasets, epoch_runs, experiments, least_squares, model_shapes, softmax, stored_results, stored_runs, text_corpus
 from optbook.tasks.datasets import *  # noqa: F401,F403
 from optbook.tasks.softmax import *  # noqa: F401,F403
 from optbook.tasks.experiments import *  # noqa: F401,F403
@@ -34,6 +34,7 @@ __all__ = [
     "least_squares",
     "model_shapes",
     "softmax",
+    "stored_results",
     "stored_runs",
     "text_corpus",
     *datasets.__all__,
