@@ -35,8 +35,13 @@ def test_environment_yml_agrees_with_lock_file():
     deps = env["dependencies"]
     assert "python=3.11" in deps
     pip_section = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    options = [spec for spec in pip_section if spec.startswith("-")]
+    # Binder builds from this file: torch must come from the CPU-only index, as in CI.
+    assert options == ["--extra-index-url https://download.pytorch.org/whl/cpu"]
     env_pins = {}
     for spec in pip_section:
+        if spec.startswith("-"):
+            continue
         name, version = spec.split("==")
         env_pins[name.lower().replace("_", "-")] = version
     assert env_pins == lock_pins()

@@ -13,11 +13,22 @@ from optbook.train import minimize
 
 
 def run_bar(n):
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    bar, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(bar), contextlib.redirect_stdout(out):
         for _ in prange(n, "work"):
             pass
-    return buf.getvalue()
+    # The bar goes to stderr only: the book's pages drop that stream (nb_output_stderr: remove).
+    assert out.getvalue() == ""
+    return bar.getvalue()
+
+
+def test_the_book_leaves_stderr_and_so_progress_bars_off_its_pages():
+    import pathlib
+
+    import yaml
+
+    config = yaml.safe_load((pathlib.Path(__file__).resolve().parents[1] / "_config.yml").read_text())
+    assert config["sphinx"]["config"]["nb_output_stderr"] == "remove"
 
 
 def test_progress_bar_text_is_identical_across_runs_and_has_no_timings():

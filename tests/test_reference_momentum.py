@@ -143,3 +143,20 @@ def test_bad_inputs_raise_clear_errors():
         nesterov_step(x, x, None, lr=-1.0)
     with pytest.raises(ValueError, match=r"state.v has shape \(3,\) but x has shape \(2,\)"):
         momentum_step(x, x, MomentumState(v=np.zeros(3)), lr=0.1)
+
+
+def test_nesterov_schedule_starts_at_zero_and_approaches_one_minus_three_over_k():
+    from optbook.reference.momentum import nesterov_momentum_schedule
+
+    g = nesterov_momentum_schedule(10000)
+    assert g[0] == 0.0
+    # a_2 = (1 + sqrt 5)/2, so gamma_2 = (a_2 - 1)/a_3 by hand
+    a2 = (1 + 5 ** 0.5) / 2
+    a3 = (1 + (1 + 4 * a2 * a2) ** 0.5) / 2
+    assert g[1] == pytest.approx((a2 - 1) / a3)
+    assert np.all(np.diff(g) > 0) and g[-1] < 1
+    k = np.arange(1, 10001)
+    # gamma_k = 1 - 3/k + O(1/k^2)
+    assert np.all(np.abs(g - (1 - 3 / k))[999:] <= 20 / k[999:] ** 2)
+    with pytest.raises(ValueError, match="steps"):
+        nesterov_momentum_schedule(0)

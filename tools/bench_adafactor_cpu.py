@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""CPU benchmark of issue 3: optbook.Adafactor against torch.optim.Adafactor, median step time.
+"""CPU benchmark: optbook.Adafactor against torch.optim.Adafactor, median step time.
 
 Usage::
 
@@ -14,8 +14,8 @@ turns step by step (``optbook.bench.timing``), so that the load other jobs put o
 a shared machine hits them alike. The report gives each optimizer's median
 step time, its ratio to ``torch.optim.Adafactor``'s default (the for-loop
 path) and to its ``foreach=True`` path, both as a ratio of medians and as the
-median of per-round ratios, and the bytes of optimizer state. The target of
-issue 3 is optbook.Adafactor <= 0.7 x torch's default.
+median of per-round ratios, and the bytes of optimizer state. The goal is
+optbook.Adafactor <= 0.7 x torch's default.
 
 The report is printed and written as JSON (default
 ``bench-results/adafactor-cpu.json``, which git ignores).

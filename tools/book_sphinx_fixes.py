@@ -8,11 +8,88 @@ add their inline configuration that way, and the second copy of sphinx-thebe's
 declared" on every page. This extension gives those scripts the name ``''``
 before the pages are written, so that Sphinx drops the duplicates itself.
 The browser test (tests/browser/browser_check.py) fails on that console error.
+
+It also keeps the plumbing of the chapters off the pages. A chapter hands its
+computed numbers to the prose with ``glue(name, value)``; readers of the page
+see the number in the sentence, so the ``glue`` lines (and their import) are
+dropped from the displayed code of each cell by :func:`strip_glue_calls`. The
+notebooks keep them, so a reader who runs a chapter sees where every number
+comes from.
 """
 
 from __future__ import annotations
 
+import ast
 from typing import Any
+
+GLUE = "glue"
+
+
+def _is_glue_statement(stmt: ast.stmt) -> bool:
+    """A ``glue(...)`` call, ``from optbook.notebook import glue``, or a block made only of them."""
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        func = stmt.value.func
+        return (isinstance(func, ast.Name) and func.id == GLUE) or (isinstance(func, ast.Attribute) and func.attr == GLUE)
+    if isinstance(stmt, ast.ImportFrom):
+        return [alias.name for alias in stmt.names] == [GLUE]
+    if isinstance(stmt, (ast.For, ast.While, ast.If, ast.With)):
+        return not getattr(stmt, "orelse", []) and all(_is_glue_statement(s) for s in stmt.body)
+    return False
+
+
+def _glue_spans(body: list[ast.stmt]) -> list[tuple[int, int, str | None]]:
+    """(first line, last line, replacement) of each statement to drop or rewrite, 1-based."""
+    spans: list[tuple[int, int, str | None]] = []
+    for stmt in body:
+        if _is_glue_statement(stmt):
+            spans.append((stmt.lineno, stmt.end_lineno or stmt.lineno, None))
+        elif isinstance(stmt, ast.ImportFrom) and any(alias.name == GLUE for alias in stmt.names):
+            kept = ast.ImportFrom(stmt.module, [a for a in stmt.names if a.name != GLUE], stmt.level)
+            spans.append((stmt.lineno, stmt.end_lineno or stmt.lineno, ast.unparse(kept)))
+        elif isinstance(stmt, (ast.For, ast.While, ast.If, ast.With)):
+            spans.extend(_glue_spans(stmt.body))
+            spans.extend(_glue_spans(getattr(stmt, "orelse", [])))
+    return spans
+
+
+def strip_glue_calls(source: str) -> str:
+    """The cell's code as shown on the page: without ``glue`` calls, their import, and the comments right above them.
+
+    A loop or block whose body only glues is dropped whole. Code that does not
+    parse (e.g. IPython magics) is returned unchanged.
+    """
+    if GLUE not in source:
+        return source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    lines = source.splitlines()
+    for first, last, replacement in sorted(_glue_spans(tree.body), reverse=True):
+        start = first - 1
+        # The comment lines just above a dropped statement describe it: drop them too.
+        while replacement is None and start > 0 and lines[start - 1].strip().startswith("#"):
+            start -= 1
+        indent = lines[first - 1][: len(lines[first - 1]) - len(lines[first - 1].lstrip())]
+        lines[start:last] = [] if replacement is None else [indent + replacement]
+    text = "\n".join(lines).strip("\n")
+    # Blank lines left doubled where a block went.
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text
+
+
+def _hide_glue_in_cell_inputs(app, doctree) -> None:
+    from docutils import nodes
+
+    for container in doctree.findall(nodes.container):
+        if "cell_input" not in container.get("classes", []):
+            continue
+        for block in container.findall(nodes.literal_block):
+            shown = strip_glue_calls(block.astext())
+            if shown != block.astext():
+                block.children = [nodes.Text(shown)]
+                block.rawsource = shown
 
 
 def _name_inline_scripts_consistently(app, env) -> None:
@@ -88,4 +165,5 @@ def setup(app) -> dict[str, Any]:
     # sources are read, and before the builder re-adds them to write the pages.
     app.connect("env-updated", _name_inline_scripts_consistently)
     app.connect("missing-reference", _resolve_reexported_names)
+    app.connect("doctree-read", _hide_glue_in_cell_inputs)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

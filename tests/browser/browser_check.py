@@ -354,6 +354,10 @@ def expected_images(source: Path) -> int:
     return count
 
 
+# A frame of optbook.progress's bar: "desc:  40%|########            | 8/20".
+PROGRESS_FRAME = re.compile(r"\d+%\|[ #]*\| \d+/\d+")
+
+
 def inspect_page(page, network, source: Path) -> list[str]:
     """Everything a reader would notice on the current page, as a list of problems."""
     problems: list[str] = []
@@ -394,6 +398,18 @@ def inspect_page(page, network, source: Path) -> list[str]:
         problems.append(f"solutions shown openly, not behind a toggle (`:class: dropdown`): {open_solutions}")
     if source.parts[1].startswith("part") and page.locator("article .exercise").count() == 0:
         problems.append("a chapter without exercises (CONTRIBUTING.md: every chapter ends with ## Exercises)")
+
+    # The page shows the computation, not the plumbing: no glue calls (tools/book_sphinx_fixes.py drops
+    # them from the displayed code) and no frozen progress bars (stderr is not rendered).
+    article = page.evaluate("() => document.querySelector('article') ? document.querySelector('article').innerText : ''")
+    if "glue(" in article:
+        problems.append("a glue(...) call is shown on the page")
+    frames = PROGRESS_FRAME.findall(article)
+    if frames:
+        problems.append(f"{len(frames)} progress-bar frames shown on the page, e.g. {frames[0]!r}")
+    if source.suffix == ".ipynb" and source.parts[1].startswith("part"):
+        if page.locator("a[href*='mybinder.org/v2/gh/']").count() == 0:
+            problems.append("no Binder launch button")
 
     problems += [f"needed the network: {url}" for url in network.blocked]
     problems += [f"request failed: {f}" for f in network.failed]

@@ -14,8 +14,9 @@
 The names of the first group are also available here, e.g. ``optbook.analysis.critical_lr``.
 """
 
-from optbook.analysis import batch_size, crosscheck, curves, epsilon, errors, memory, misconceptions, noise, paths, penalised, rates, step_sizes, wiki
+from optbook.analysis import adam_bounds, batch_size, crosscheck, curves, epsilon, errors, memory, misconceptions, noise, paths, penalised, rates, step_sizes, wiki
 from optbook.analysis.memory import *  # noqa: F401,F403
+from optbook.analysis.adam_bounds import *  # noqa: F401,F403
 from optbook.analysis.rates import *  # noqa: F401,F403
 from optbook.analysis.noise import *  # noqa: F401,F403
 from optbook.analysis.paths import *  # noqa: F401,F403
@@ -27,6 +28,7 @@ from optbook.analysis.curves import *  # noqa: F401,F403
 from optbook.analysis.penalised import *  # noqa: F401,F403
 
 __all__ = [
+    "adam_bounds",
     "batch_size",
     "crosscheck",
     "curves",
@@ -41,6 +43,7 @@ __all__ = [
     "step_sizes",
     "wiki",
     *memory.__all__,
+    *adam_bounds.__all__,
     *rates.__all__,
     *noise.__all__,
     *paths.__all__,

@@ -29,12 +29,17 @@ __all__ = [
     "best_path",
     "heading_error_at_fraction",
     "PATH_RULES",
+    "adagrad_saddle_escape_steps",
+    "escape_steps_over_lr",
+    "power_law_exponent",
 ]
 
 # Public functions that compose formulas, measure, or build objects rather than
 # compute one book symbol.
 __helpers__ = (
     "first_exit",
+    "escape_steps_over_lr",
+    "power_law_exponent",
     "trace_path",
     "best_path",
     "heading_error_at_fraction",
@@ -99,6 +104,44 @@ def first_exit(path: np.ndarray, threshold: float, axis: int = 1) -> int | None:
     path = as_array(path, "path")
     hits = np.nonzero(np.abs(path[:, axis]) > threshold)[0]
     return int(hits[0]) if hits.size else None
+
+
+@symbol(r"t_{\mathrm{esc}} \approx 1/(8\eta^2)", "Adagrad's steps to leave the saddle x^2 - y^2 (|y| > 1), any small y_0")
+def adagrad_saddle_escape_steps(lr: float) -> float:
+    r"""Predicted steps for Adagrad to take :math:`|y|` past 1 on :math:`x^2 - y^2`: :math:`1/(8\eta^2)`.
+
+    Along :math:`y` the gradient is :math:`-2y`, so Adagrad's step is
+    :math:`\eta\,y_t/\sqrt{\sum_{i\le t} y_i^2}` (:math:`\epsilon` negligible). The
+    first step is :math:`\eta\operatorname{sign}(y_0)` whatever :math:`y_0` is; after it,
+    the continuous limit :math:`\dot y = \eta y/\sqrt{S}`, :math:`\dot S = y^2` has the
+    power-law solution :math:`y = 2\sqrt2\,\eta\sqrt t` (try :math:`y = ct^p`: then
+    :math:`y/\sqrt S = \sqrt{2p+1}/\sqrt t`, which forces :math:`p = 1/2` and
+    :math:`c = 2\sqrt2\,\eta`). :math:`|y| = 1` is reached at :math:`t = 1/(8\eta^2)`:
+    the escape time grows like :math:`\eta^{-2}`, not :math:`\eta^{-1}`.
+    """
+    lr = float(lr)
+    if not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite learning rate, got {lr!r}.")
+    return 1.0 / (8.0 * lr * lr)
+
+
+def escape_steps_over_lr(name: str, problem: Problem, lrs: Sequence[float], steps: int, threshold: float = 1.0) -> np.ndarray:
+    """Steps until ``|y| > threshold`` for rule ``name`` at each learning rate in ``lrs`` (``-1`` where it never leaves)."""
+    out = []
+    for lr in lrs:
+        hit = first_exit(trace_path(name, problem, float(lr), steps), threshold)
+        out.append(-1 if hit is None else hit)
+    return np.asarray(out, dtype=np.int64)
+
+
+def power_law_exponent(x: Sequence[float], y: Sequence[float]) -> float:
+    """The least-squares slope :math:`p` of :math:`\log y = p\log x + c`: the exponent of :math:`y \propto x^p`."""
+    x, y = as_array(x, "x"), as_array(y, "y")
+    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
+        raise ValueError(f"x and y must be 1-D of the same length >= 2, got shapes {x.shape} and {y.shape}.")
+    if (x <= 0).any() or (y <= 0).any():
+        raise ValueError("x and y must be positive to fit a power law; drop runs that never escaped (-1).")
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
 #: The rules :func:`trace_path` runs by name.

@@ -19,7 +19,7 @@ reported:
   forward/backward/step iterations of a small Transformer under AdamW and
   under Adafactor.
 
-A CPU run measures the CPU rows of issue 14 (optbook's numba kernel, its
+A CPU run measures the CPU rows (optbook's numba kernel, its
 foreach and per-tensor paths, ``torch.optim.Adafactor``, AdamW foreach and
 fused), on the small variants of the models unless ``--full`` (the 30.3M
 ``gpt2-30m`` set of :data:`optbook.bench.shapes.CPU_MODELS`, GPT-2 small), with a
@@ -141,12 +141,12 @@ _CUDA_DEFAULT = (
     "optbook-fused", "optbook-fused-graph", "optbook", "torch-adafactor", "torch-adafactor-foreach",
     "hf-adafactor", "adamw-fused",
 )
-# On a CPU: issue 14's six rows (the fused kernel is numba's there; AdamW's fused step is torch's own).
+# On a CPU: six rows (the fused kernel is numba's there; AdamW's fused step is torch's own).
 _CPU_DEFAULT = ("optbook-cpu-fused", "optbook-foreach", "optbook", "torch-adafactor", "adamw-foreach", "adamw-fused")
 
 
 def applicable_methods(device: torch.device, requested: Sequence[str] | None = None) -> list[Method]:
-    """The rows to run on ``device``: the issue's list on CUDA; on a CPU issue 14's six rows
+    """The rows to run on ``device``: every GPU row on CUDA; on a CPU the six CPU rows
     (the Triton rows need CUDA; the CPU's fused row is ``optbook-cpu-fused``)."""
     device = torch.device(device)
     if requested is None:
@@ -629,7 +629,7 @@ def _add_ratios(case: dict) -> None:
 
 
 def evaluate_targets(record: dict) -> dict[str, Any]:
-    """The issue's targets, each with the measured value it was judged on.
+    """The fused kernel's performance goals, each with the measured value it was judged on.
 
     Only a CUDA record is judged; a CPU record gets ``{"judged": False}``.
     """
@@ -661,7 +661,7 @@ def evaluate_targets(record: dict) -> dict[str, Any]:
                 out[f"gpt2-small/{dtype}: state <= 1% of AdamW"] = {"value": frac, "met": frac <= 0.01}
     case, fused = row("llama-1b", "fp32", "optbook-fused")
     if fused:
-        # The issue's floor: 20 B per element at the copy bandwidth measured in the same run.
+        # The floor: 20 B per element at the copy bandwidth measured in the same run.
         floor_s = roofline.floor_seconds(
             roofline.adafactor_bytes_per_element("float32") * case["parameters"],
             record["copy_bandwidth"]["bytes_per_s"],

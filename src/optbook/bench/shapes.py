@@ -43,7 +43,7 @@ MODELS: dict[str, tuple[str, Callable[[], dict], Callable[[], dict]]] = {
 #: chapter and the GPU record iterate over.
 CPU_MODELS: dict[str, tuple[str, Callable[[], dict], Callable[[], dict]]] = {
     "gpt2-30m": (
-        "GPT-2-shaped 30.3M (issue 14's CPU set): 6 layers, width 384, vocab 50257, context 1024",
+        "GPT-2-shaped 30.3M (the CPU benchmark's set): 6 layers, width 384, vocab 50257, context 1024",
         lambda: gpt2_like_shapes(6, 384, 50257, 1024),
         lambda: gpt2_like_shapes(2, 128, 4096, 256),
     ),

@@ -6,7 +6,7 @@ reads ``p.grad`` and leaves it alone), so there is no forward or backward pass
 to time. The optimizers take turns, one step each per round, so background
 load on a shared machine falls on all of them alike instead of on whichever
 ran during a busy moment; the medians and the per-round (paired) ratios are
-then robust to it. ``tools/bench_adafactor_cpu.py`` uses this for the issue's
+then robust to it. ``tools/bench_adafactor_cpu.py`` uses this for the CPU
 benchmark, :mod:`optbook.bench` is the GPU benchmark.
 
 With ``OPTBOOK_TIMING_SMOKE=1`` in the environment every timing runs one round

@@ -55,6 +55,7 @@ __all__ = [
     "nesterov_lookahead",
     "momentum_step",
     "nesterov_step",
+    "nesterov_momentum_schedule",
 ]
 
 # Public functions that compose formulas or draw random numbers rather than
@@ -101,6 +102,28 @@ def nesterov_lookahead(x: np.ndarray, v: np.ndarray, momentum: float) -> np.ndar
     x, v = as_array(x, "x"), as_array(v, "v")
     check_same_shape(x, v, "v")
     return x - check_beta(momentum, "momentum") * v
+
+
+@symbol(
+    r"\gamma_k = (a_k - 1)/a_{k+1},\ a_{k+1} = \tfrac12\bigl(1+\sqrt{1+4a_k^2}\bigr),\ a_1 = 1",
+    "Nesterov's momentum schedule for the O(1/k^2) rate on smooth convex functions",
+)
+def nesterov_momentum_schedule(steps: int) -> np.ndarray:
+    r"""The momentum coefficients :math:`\gamma_1, \dots, \gamma_K` of Nesterov's accelerated method for smooth convex functions.
+
+    :math:`a_1 = 1`, :math:`a_{k+1} = (1+\sqrt{1+4a_k^2})/2` and :math:`\gamma_k = (a_k-1)/a_{k+1}`
+    (Nesterov 1983; the form of Beck and Teboulle's FISTA). :math:`a_k \approx (k+1)/2`, so
+    :math:`\gamma_k \approx 1 - 3/k`: the coefficient starts at 0 and creeps towards 1. The
+    :math:`O(1/k^2)` guarantee is proved for this schedule, not for the constant :math:`\gamma` of the
+    lecture's form and of ``torch.optim.SGD(nesterov=True)``.
+    """
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}.")
+    a = np.empty(int(steps) + 1)
+    a[0] = 1.0
+    for k in range(int(steps)):
+        a[k + 1] = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * a[k] * a[k]))
+    return (a[:-1] - 1.0) / a[1:]
 
 
 def _state(x: np.ndarray, state: MomentumState | None) -> MomentumState:
