@@ -72,7 +72,7 @@ def _train(steps=40, show_progress=False):
 
 def test_training_learns_records_and_is_bit_reproducible():
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    with contextlib.redirect_stderr(buf):
         run = _train(show_progress=True)
     again = _train()
     assert run.train_loss == again.train_loss and run.val_loss == again.val_loss

@@ -135,7 +135,7 @@ def escape_steps_over_lr(name: str, problem: Problem, lrs: Sequence[float], step
 
 
 def power_law_exponent(x: Sequence[float], y: Sequence[float]) -> float:
-    """The least-squares slope :math:`p` of :math:`\log y = p\log x + c`: the exponent of :math:`y \propto x^p`."""
+    r"""The least-squares slope :math:`p` of :math:`\log y = p\log x + c`: the exponent of :math:`y \propto x^p`."""
     x, y = as_array(x, "x"), as_array(y, "y")
     if x.shape != y.shape or x.ndim != 1 or x.size < 2:
         raise ValueError(f"x and y must be 1-D of the same length >= 2, got shapes {x.shape} and {y.shape}.")
