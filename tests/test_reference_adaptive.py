@@ -5,7 +5,7 @@ Differences found and asserted here:
 * torch's Adagrad and RMSprop divide by sqrt(G) + eps, the lecture by
   sqrt(G + eps). With eps = 0 both are the same rule; otherwise, from the same
   accumulator G, torch's step is the lecture's times sqrt(G + eps) / (sqrt(G) + eps).
-  (torch calls RMSProp's gamma ``alpha``.)
+  (torch calls RMSProp's beta ``alpha``.)
 * torch's Adadelta has an ``lr`` that multiplies the step but not the
   average of squared steps. lr = 1 is the lecture's rule; for a fixed
   sequence of gradients every displacement theta_t - theta_0 is scaled by lr.
@@ -96,7 +96,7 @@ def test_adagrad_eps_inside_versus_outside_the_root():
 def test_rmsprop_matches_torch_with_eps_zero():
     a, b, grad = quadratic(3)
     x0 = np.random.default_rng(4).standard_normal(4)
-    ours = run(rmsprop_step, x0, grad, 20, lr=0.01, gamma=0.9, eps=0.0).xs
+    ours = run(rmsprop_step, x0, grad, 20, lr=0.01, beta=0.9, eps=0.0).xs
     theirs = torch_path(lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=0.0), a, b, x0, 20)
     np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=1e-14)
 
@@ -107,7 +107,7 @@ def test_rmsprop_eps_inside_versus_outside_the_root():
     eps = 0.01
     p = torch.zeros(5, dtype=torch.float64, requires_grad=True)
     ours, theirs, states = fixed_gradient_steps(
-        rmsprop_step, torch.optim.RMSprop([p], lr=0.01, alpha=0.95, eps=eps), grads, lr=0.01, gamma=0.95, eps=eps
+        rmsprop_step, torch.optim.RMSprop([p], lr=0.01, alpha=0.95, eps=eps), grads, lr=0.01, beta=0.95, eps=eps
     )
     E = np.array([s.Eg2 for s in states])
     np.testing.assert_allclose(theirs / ours, np.sqrt(E + eps) / (np.sqrt(E) + eps), rtol=1e-12)
@@ -117,7 +117,7 @@ def test_rmsprop_eps_inside_versus_outside_the_root():
 def test_adadelta_matches_torch_with_lr_one():
     a, b, grad = quadratic(6)
     x0 = np.random.default_rng(7).standard_normal(4)
-    ours = run(adadelta_step, x0, grad, 30, gamma=0.9, eps=1e-6).xs
+    ours = run(adadelta_step, x0, grad, 30, beta=0.9, eps=1e-6).xs
     theirs = torch_path(lambda p: torch.optim.Adadelta(p, lr=1.0, rho=0.9, eps=1e-6), a, b, x0, 30)
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
 
@@ -127,7 +127,7 @@ def test_torch_adadelta_lr_scales_the_displacement():
     grads = rng.standard_normal((10, 4))
     p = torch.zeros(4, dtype=torch.float64, requires_grad=True)
     ours, theirs, _ = fixed_gradient_steps(
-        adadelta_step, torch.optim.Adadelta([p], lr=0.3, rho=0.9, eps=1e-4), grads, gamma=0.9, eps=1e-4
+        adadelta_step, torch.optim.Adadelta([p], lr=0.3, rho=0.9, eps=1e-4), grads, beta=0.9, eps=1e-4
     )
     np.testing.assert_allclose(np.cumsum(theirs, axis=0), 0.3 * np.cumsum(ours, axis=0), rtol=1e-12)
 
@@ -148,7 +148,7 @@ def test_adagrad_and_rmsprop_without_eps_ignore_the_gradient_scale(grads, k):
     """With eps = 0, c*g / sqrt(sum c^2 g^2) = g / sqrt(sum g^2): multiplying the loss by c > 0
     changes nothing. c = 2^k keeps it bit-exact (scaling by a power of two is exact)."""
     c = 2.0**k
-    for step, hp in ((adagrad_step, {"lr": 0.1, "eps": 0.0}), (rmsprop_step, {"lr": 0.1, "gamma": 0.9, "eps": 0.0})):
+    for step, hp in ((adagrad_step, {"lr": 0.1, "eps": 0.0}), (rmsprop_step, {"lr": 0.1, "beta": 0.9, "eps": 0.0})):
         x1 = x2 = np.zeros(3)
         s1 = s2 = None
         for g in grads:
@@ -166,8 +166,8 @@ def test_adadelta_scaling_law(grads, k, eps):
     s1, s2 = None, None
     x1 = x2 = np.zeros(3)
     for g in grads:
-        n1, s1 = adadelta_step(x1, np.array(g), s1, gamma=0.9, eps=eps)
-        n2, s2 = adadelta_step(x2, c * np.array(g), s2, gamma=0.9, eps=c * c * eps)
+        n1, s1 = adadelta_step(x1, np.array(g), s1, beta=0.9, eps=eps)
+        n2, s2 = adadelta_step(x2, c * np.array(g), s2, beta=0.9, eps=c * c * eps)
         np.testing.assert_allclose(n2 - x2, c * (n1 - x1), rtol=1e-12)
         x1, x2 = n1, n2
 
@@ -178,7 +178,7 @@ def test_adadelta_first_step_is_set_by_eps_not_by_the_gradient(g, eps, gamma):
     however large the gradient, the first step is of the size sqrt(eps)."""
     step = adadelta_delta(np.array([g]), (1 - gamma) * np.array([g * g]), np.zeros(1), eps)
     assert abs(step[0]) <= np.sqrt(eps / (1 - gamma)) * (1 + 1e-12)
-    dx, _ = adadelta_step(np.zeros(1), np.array([g]), init_adadelta_state(np.zeros(1)), gamma=gamma, eps=eps)
+    dx, _ = adadelta_step(np.zeros(1), np.array([g]), init_adadelta_state(np.zeros(1)), beta=gamma, eps=eps)
     np.testing.assert_allclose(dx, step, rtol=1e-14)
 
 
@@ -197,10 +197,10 @@ def test_ema_is_the_textbook_average():
 
 def test_bad_inputs_raise_clear_errors():
     x = np.ones(2)
-    with pytest.raises(ValueError, match=r"gamma must lie in \[0, 1\)"):
-        rmsprop_step(x, x, None, gamma=1.0)
-    with pytest.raises(ValueError, match=r"gamma must lie in \[0, 1\)"):
-        adadelta_step(x, x, None, gamma=-0.1)
+    with pytest.raises(ValueError, match=r"beta must lie in \[0, 1\)"):
+        rmsprop_step(x, x, None, beta=1.0)
+    with pytest.raises(ValueError, match=r"beta must lie in \[0, 1\)"):
+        adadelta_step(x, x, None, beta=-0.1)
     with pytest.raises(ValueError, match="eps must be >= 0"):
         adagrad_step(x, x, None, eps=-1e-8)
     with pytest.raises(ValueError, match="lr must be >= 0"):

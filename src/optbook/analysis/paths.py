@@ -47,16 +47,16 @@ __helpers__ = (
 
 
 @symbol(
-    r"\eta\lambda > (1-\sqrt\gamma)^2",
-    "momentum oscillates along a direction of curvature lambda beyond this learning rate",
+    r"\eta h > (1-\sqrt\gamma)^2",
+    "momentum oscillates along a direction of curvature h beyond this learning rate",
 )
 def momentum_oscillation_lr(curvature: float | np.ndarray, momentum: float) -> float | np.ndarray:
-    r"""The learning rate :math:`(1-\sqrt\gamma)^2/\lambda` above which momentum oscillates along a direction of curvature :math:`\lambda`.
+    r"""The learning rate :math:`(1-\sqrt\gamma)^2/h` above which momentum oscillates along a direction of curvature :math:`h`.
 
-    On :math:`\frac\lambda2\theta^2`, momentum (:math:`v_t = \gamma v_{t-1} + \eta\lambda\theta_{t-1}`,
-    :math:`\theta_t = \theta_{t-1} - v_t`) obeys :math:`\theta_t = (1+\gamma-\eta\lambda)\theta_{t-1} - \gamma\theta_{t-2}`,
-    whose characteristic roots :math:`z^2 - (1+\gamma-\eta\lambda)z + \gamma = 0` are complex (the iterate
-    spirals and overshoots) exactly when :math:`(1-\sqrt\gamma)^2 < \eta\lambda < (1+\sqrt\gamma)^2`. Below the
+    On :math:`\frac h2\theta^2`, momentum (:math:`v_t = \gamma v_{t-1} + \eta h\theta_{t-1}`,
+    :math:`\theta_t = \theta_{t-1} - v_t`) obeys :math:`\theta_t = (1+\gamma-\eta h)\theta_{t-1} - \gamma\theta_{t-2}`,
+    whose characteristic roots :math:`z^2 - (1+\gamma-\eta h)z + \gamma = 0` are complex (the iterate
+    spirals and overshoots) exactly when :math:`(1-\sqrt\gamma)^2 < \eta h < (1+\sqrt\gamma)^2`. Below the
     threshold both roots are real and positive: the approach is monotone, like gradient descent's.
     """
     gamma = check_beta(momentum, "momentum")

@@ -2,7 +2,7 @@ r"""Closed-form rates and stability limits on a quadratic, to hold measured path
 
 :func:`first_order_decrease` is what a Taylor expansion promises for one step, and
 :func:`sgd_stationary_variance` the noise floor of constant-rate SGD. Gradient descent
-multiplies the error along an eigenvector of curvature :math:`\lambda` by
+multiplies the error along an eigenvector of curvature :math:`h` by
 :func:`gd_error_factor` every step (threshold :func:`critical_lr`); momentum and
 Nesterov evolve by the 2-by-2 matrices :func:`momentum_iteration_matrix` and
 :func:`nesterov_iteration_matrix`, stable up to :func:`momentum_max_lr` and
@@ -43,14 +43,14 @@ def first_order_decrease(g: np.ndarray, lr: float) -> float:
 
 
 @symbol(
-    r"\mathbb E[(\theta-\theta^\star)^2]_\infty = \frac{\eta s^2}{\lambda(2-\eta\lambda)}",
+    r"\mathbb E[(\theta-\theta^\star)^2]_\infty = \frac{\eta s^2}{h(2-\eta h)}",
     "stationary spread of SGD with constant learning rate on a quadratic with gradient noise variance s^2",
 )
 def sgd_stationary_variance(lr: float, curvature: float, noise_variance: float) -> float:
-    r"""For :math:`\theta_{t} = \theta_{t-1} - \eta(\lambda(\theta_{t-1}-\theta^\star) + \xi_t)` with independent
+    r"""For :math:`\theta_{t} = \theta_{t-1} - \eta(h(\theta_{t-1}-\theta^\star) + \xi_t)` with independent
     zero-mean :math:`\xi_t` of variance :math:`s^2`, :math:`e_t = \theta_t-\theta^\star` obeys
-    :math:`\mathbb E e_t^2 = (1-\eta\lambda)^2\,\mathbb E e_{t-1}^2 + \eta^2 s^2`, whose fixed point
-    is :math:`\eta s^2/(\lambda(2-\eta\lambda))` for :math:`0 < \eta\lambda < 2`: proportional to
+    :math:`\mathbb E e_t^2 = (1-\eta h)^2\,\mathbb E e_{t-1}^2 + \eta^2 s^2`, whose fixed point
+    is :math:`\eta s^2/(h(2-\eta h))` for :math:`0 < \eta h < 2`: proportional to
     :math:`\eta` for small :math:`\eta`, and zero only for :math:`\eta = 0`.
     """
     lam = check_positive_finite(curvature, "curvature")
@@ -62,15 +62,15 @@ def sgd_stationary_variance(lr: float, curvature: float, noise_variance: float) 
     return lr * float(noise_variance) / (lam * (2.0 - lr * lam))
 
 
-@symbol(r"1 - \eta\lambda", "factor GD multiplies the error by, along an eigenvector of curvature lambda")
+@symbol(r"1 - \eta h", "factor GD multiplies the error by, along an eigenvector of curvature h")
 def gd_error_factor(lr: float, curvature) -> np.ndarray:
-    r""":math:`\theta_t - \theta^\star = (1-\eta\lambda)^t(\theta_0 - \theta^\star)` along an eigenvector of :math:`A`."""
+    r""":math:`\theta_t - \theta^\star = (1-\eta h)^t(\theta_0 - \theta^\star)` along an eigenvector of :math:`A`."""
     return 1.0 - check_lr(lr) * as_array(curvature, "curvature")
 
 
 @symbol(r"\eta_{\max} = 2/L", "largest learning rate for which GD converges on a quadratic of top curvature L")
 def critical_lr(top_curvature: float) -> float:
-    r""":math:`|1-\eta\lambda| < 1` for every eigenvalue :math:`\lambda \le L` iff :math:`0 < \eta < 2/L`."""
+    r""":math:`|1-\eta h| < 1` for every eigenvalue :math:`h \le L` iff :math:`0 < \eta < 2/L`."""
     return 2.0 / check_positive_finite(top_curvature, "top_curvature")
 
 
@@ -81,9 +81,9 @@ def optimal_gd_lr(top_curvature: float, bottom_curvature: float) -> float:
     return 2.0 / (big + small)
 
 
-@symbol(r"T = \lceil \log r / \log|1-\eta\lambda| \rceil", "GD steps to shrink the error along curvature lambda by r")
+@symbol(r"T = \lceil \log r / \log|1-\eta h| \rceil", "GD steps to shrink the error along curvature h by r")
 def gd_steps_to_shrink(lr: float, curvature: float, ratio: float) -> float:
-    r"""Smallest :math:`t` with :math:`|1-\eta\lambda|^t \le r` (``ratio``, in (0, 1)); ``inf`` if it never shrinks."""
+    r"""Smallest :math:`t` with :math:`|1-\eta h|^t \le r` (``ratio``, in (0, 1)); ``inf`` if it never shrinks."""
     ratio = float(ratio)
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"ratio must lie in (0, 1), got {ratio}.")
@@ -121,11 +121,11 @@ def heavy_ball_parameters(top_curvature: float, bottom_curvature: float) -> tupl
 
 @symbol(r"\eta < 2(1+\gamma)/L", "largest learning rate for which heavy-ball momentum converges on curvature L")
 def momentum_max_lr(top_curvature: float, momentum: float) -> float:
-    r"""Momentum is stable along curvature :math:`\lambda` iff :math:`0 < \eta\lambda < 2(1+\gamma)`.
+    r"""Momentum is stable along curvature :math:`h` iff :math:`0 < \eta h < 2(1+\gamma)`.
 
-    The characteristic polynomial :math:`z^2 - (1+\gamma-\eta\lambda)z + \gamma` of
+    The characteristic polynomial :math:`z^2 - (1+\gamma-\eta h)z + \gamma` of
     :func:`momentum_iteration_matrix` has both roots inside the unit circle iff
-    :math:`p(1) = \eta\lambda > 0`, :math:`p(-1) = 2(1+\gamma) - \eta\lambda > 0` and :math:`\gamma < 1`.
+    :math:`p(1) = \eta h > 0`, :math:`p(-1) = 2(1+\gamma) - \eta h > 0` and :math:`\gamma < 1`.
     """
     return 2.0 * (1.0 + check_beta(momentum, "momentum")) / check_positive_finite(top_curvature, "top_curvature")
 
@@ -135,10 +135,10 @@ def momentum_max_lr(top_curvature: float, momentum: float) -> float:
     "largest learning rate for which Nesterov's method converges on curvature L",
 )
 def nesterov_max_lr(top_curvature: float, momentum: float) -> float:
-    r"""NAG is stable along curvature :math:`\lambda` iff :math:`0 < \eta\lambda < 2(1+\gamma)/(1+2\gamma)`.
+    r"""NAG is stable along curvature :math:`h` iff :math:`0 < \eta h < 2(1+\gamma)/(1+2\gamma)`.
 
-    Its characteristic polynomial :math:`z^2 - (1+\gamma)(1-h)z + \gamma(1-h)`,
-    :math:`h = \eta\lambda`, has :math:`p(1) = h` and :math:`p(-1) = 1 + (1+2\gamma)(1-h)`;
+    Its characteristic polynomial :math:`z^2 - (1+\gamma)(1-q)z + \gamma(1-q)`,
+    :math:`q = \eta h`, has :math:`p(1) = q` and :math:`p(-1) = 1 + (1+2\gamma)(1-q)`;
     the bound is :math:`p(-1) > 0`. It is smaller than momentum's by the factor :math:`1+2\gamma`.
     """
     gamma = check_beta(momentum, "momentum")
@@ -146,25 +146,25 @@ def nesterov_max_lr(top_curvature: float, momentum: float) -> float:
 
 
 @symbol(
-    r"M_{\mathrm{mom}} = \begin{pmatrix}1+\gamma-\eta\lambda & -\gamma\\ 1 & 0\end{pmatrix}",
-    "momentum's iteration matrix on (error_t, error_{t-1}) along curvature lambda",
+    r"M_{\mathrm{mom}} = \begin{pmatrix}1+\gamma-\eta h & -\gamma\\ 1 & 0\end{pmatrix}",
+    "momentum's iteration matrix on (error_t, error_{t-1}) along curvature h",
 )
 def momentum_iteration_matrix(lr: float, momentum: float, curvature: float) -> np.ndarray:
-    r""":math:`e_{t+1} = (1+\gamma-\eta\lambda)e_t - \gamma e_{t-1}` for the error along one eigenvector.
+    r""":math:`e_{t+1} = (1+\gamma-\eta h)e_t - \gamma e_{t-1}` for the error along one eigenvector.
 
     It follows from :math:`v_t = \theta_{t-1} - \theta_t` and
-    :math:`v_{t+1} = \gamma v_t + \eta\lambda e_t`.
+    :math:`v_{t+1} = \gamma v_t + \eta h e_t`.
     """
     gamma = check_beta(momentum, "momentum")
     return np.array([[1.0 + gamma - check_lr(lr) * float(curvature), -gamma], [1.0, 0.0]])
 
 
 @symbol(
-    r"M_{\mathrm{NAG}} = \begin{pmatrix}(1+\gamma)(1-\eta\lambda) & -\gamma(1-\eta\lambda)\\ 1 & 0\end{pmatrix}",
-    "Nesterov's iteration matrix on (error_t, error_{t-1}) along curvature lambda",
+    r"M_{\mathrm{NAG}} = \begin{pmatrix}(1+\gamma)(1-\eta h) & -\gamma(1-\eta h)\\ 1 & 0\end{pmatrix}",
+    "Nesterov's iteration matrix on (error_t, error_{t-1}) along curvature h",
 )
 def nesterov_iteration_matrix(lr: float, momentum: float, curvature: float) -> np.ndarray:
-    r""":math:`e_{t+1} = (1-\eta\lambda)\bigl(e_t + \gamma(e_t - e_{t-1})\bigr)`: a gradient step taken from the look-ahead point."""
+    r""":math:`e_{t+1} = (1-\eta h)\bigl(e_t + \gamma(e_t - e_{t-1})\bigr)`: a gradient step taken from the look-ahead point."""
     gamma = check_beta(momentum, "momentum")
     shrink = 1.0 - check_lr(lr) * float(curvature)
     return np.array([[(1.0 + gamma) * shrink, -gamma * shrink], [1.0, 0.0]])

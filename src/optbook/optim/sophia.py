@@ -60,12 +60,12 @@ class Sophia(Optimizer):
         h_t &= \beta_2 h_{t-k} + (1-\beta_2)\, \hat h_t
               \quad\text{if } (t-1) \bmod k = 0, \text{ else } h_t = h_{t-1} \\
         \theta &\leftarrow \theta - \eta\lambda\theta \\
-        \theta &\leftarrow \theta - \eta\,\mathrm{clip}\big(m_t / \max(\rho\, h_t, \epsilon),\ 1\big)
+        \theta &\leftarrow \theta - \eta\,\mathrm{clip}\big(m_t / \max(\zeta\, h_t, \epsilon),\ 1\big)
         \end{aligned}
 
     with :math:`m_0 = h_{1-k} = 0`, :math:`\mathrm{clip}(z, 1) = \max(\min(z, 1), -1)`,
     :math:`\eta` = ``lr``, :math:`(\beta_1, \beta_2)` = ``betas``,
-    :math:`\rho` = ``rho`` (the paper's :math:`\gamma`) and :math:`\lambda` =
+    :math:`\zeta` = ``rho`` (the paper's :math:`\gamma`) and :math:`\lambda` =
     ``weight_decay``. :math:`\hat h_t` estimates :math:`\operatorname{diag}\nabla^2 L(\theta_t)`.
     No coordinate moves by more than :math:`\eta` (plus the decay). This is
     Algorithm 3 of the paper; it agrees with
@@ -97,9 +97,9 @@ class Sophia(Optimizer):
         params: parameters, or dicts defining parameter groups.
         lr: :math:`\eta \ge 0`; schedulers may change it between steps.
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
-        rho: :math:`\rho \in (0, 1]`, the scale on :math:`h` (paper: :math:`\gamma`).
+        rho: :math:`\zeta \in (0, 1]`, the scale on :math:`h` (paper: :math:`\gamma`).
         weight_decay: :math:`\lambda \ge 0`, decoupled and multiplied by ``lr``.
-        eps: :math:`\epsilon > 0`, the floor of :math:`\rho h`.
+        eps: :math:`\epsilon > 0`, the floor of :math:`\zeta h`.
         k: re-estimate the Hessian every ``k`` steps of a parameter (an int >= 1).
         hessian_estimator: optional function of no arguments, see above.
         maximize: ascend instead of descend: uses :math:`-g_t`
@@ -131,9 +131,9 @@ class Sophia(Optimizer):
       ``rho`` to be this ``rho``; with its default ``bs=5120`` it is
       ``rho * 5120 / B``. Here the estimate carries its :math:`B` (as in the
       paper) and there is no ``bs``.
-    * ``SophiaG`` divides by :math:`\rho b h + 10^{-15}` instead of
-      :math:`\max(\rho h, \epsilon)` and clamps the ratio only from above.
-      Both agree when :math:`\rho h \gg 10^{-15}`, but for a *negative*
+    * ``SophiaG`` divides by :math:`\zeta b h + 10^{-15}` instead of
+      :math:`\max(\zeta h, \epsilon)` and clamps the ratio only from above.
+      Both agree when :math:`\zeta h \gg 10^{-15}`, but for a *negative*
       :math:`h` (possible with Hutchinson's estimator) ``SophiaG`` moves the
       parameter *along* the momentum, uphill, while the paper's rule takes a
       sign step downhill.

@@ -26,6 +26,12 @@ every name is also available here, so a chapter can write
     :func:`run_logged`, a runner that keeps a log instead of every iterate
 ``averaging``, ``factored``, ``instability``
     iterate averaging, factored second moments, instability measurements (used by their names)
+``radam``, ``adamod``, ``lookahead``, ``diffgrad``, ``gradient_centralization``, ``adamw_schedule``
+    the lecture's "improve Adam" rules: RAdam, AdaMod, Lookahead and Ranger, diffGrad,
+    gradient centralization, and AdamW in the paper's form with its schedule multiplier
+``sm3``, ``came``, ``adam_mini``, ``galore``, ``blockwise_quantised``, ``shampoo``, ``muon``, ``schedule_free``
+    Adafactor's successors: SM3, CAME, Adam-mini, GaLore, 8-bit states, Shampoo and SOAP, Muon,
+    schedule-free AdamW (used by their names)
 ``adafactor``
     Adafactor, kept under its own name (``optbook.reference.adafactor.step``)
 
@@ -37,6 +43,7 @@ first step, which ``init_<rule>_state(x)`` also builds.
 from optbook.reference import (
     adafactor, adam, adam_variants, adamax, adaptive, gd, logged_run, lion, momentum, nadam, newton, sophia, trajectory,
 )
+from optbook.reference import adam_mini, blockwise_quantised, came, galore, muon, schedule_free, shampoo, sm3  # noqa: F401  (Adafactor's successors, used by their names)
 from optbook.reference.adam import *  # noqa: F401,F403
 from optbook.reference.adaptive import *  # noqa: F401,F403
 from optbook.reference.gd import *  # noqa: F401,F403
@@ -49,6 +56,13 @@ from optbook.reference.nadam import *  # noqa: F401,F403
 from optbook.reference.adam_variants import *  # noqa: F401,F403
 from optbook.reference.newton import *  # noqa: F401,F403
 from optbook.reference.logged_run import *  # noqa: F401,F403
+from optbook.reference import adamod, adamw_schedule, diffgrad, gradient_centralization, lookahead, radam  # noqa: E402
+from optbook.reference.radam import *  # noqa: F401,F403
+from optbook.reference.adamod import *  # noqa: F401,F403
+from optbook.reference.gradient_centralization import *  # noqa: F401,F403
+from optbook.reference.diffgrad import *  # noqa: F401,F403
+from optbook.reference.lookahead import *  # noqa: F401,F403
+from optbook.reference.adamw_schedule import *  # noqa: F401,F403
 
 __all__ = [
     "adafactor",
@@ -76,4 +90,16 @@ __all__ = [
     *adam_variants.__all__,
     *newton.__all__,
     *logged_run.__all__,
+    "radam",
+    "adamod",
+    "gradient_centralization",
+    "diffgrad",
+    "lookahead",
+    "adamw_schedule",
+    *radam.__all__,
+    *adamod.__all__,
+    *gradient_centralization.__all__,
+    *diffgrad.__all__,
+    *lookahead.__all__,
+    *adamw_schedule.__all__,
 ]

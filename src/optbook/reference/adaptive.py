@@ -15,7 +15,7 @@ RMSProp replaces the sum by an exponential moving average, which forgets:
 
 .. math::
 
-    E[g^2]_t &= \gamma E[g^2]_{t-1} + (1-\gamma)\, g_t \odot g_t \\
+    E[g^2]_t &= \beta E[g^2]_{t-1} + (1-\beta)\, g_t \odot g_t \\
     \theta_t &= \theta_{t-1} - \frac{\eta}{\sqrt{E[g^2]_t + \epsilon}} \odot g_t
 
 AdaDelta also averages the squares of its own past steps and uses their root
@@ -23,11 +23,11 @@ in place of :math:`\eta`, so it has no learning rate at all:
 
 .. math::
 
-    E[g^2]_t &= \gamma E[g^2]_{t-1} + (1-\gamma)\, g_t \odot g_t \\
+    E[g^2]_t &= \beta E[g^2]_{t-1} + (1-\beta)\, g_t \odot g_t \\
     \Delta\theta_t &= -\frac{\mathrm{RMS}[\Delta\theta]_{t-1}}{\mathrm{RMS}[g]_t} \odot g_t,
         \qquad \mathrm{RMS}[y]_t = \sqrt{E[y^2]_t + \epsilon} \\
     \theta_t &= \theta_{t-1} + \Delta\theta_t \\
-    E[\Delta\theta^2]_t &= \gamma E[\Delta\theta^2]_{t-1} + (1-\gamma)\, \Delta\theta_t \odot \Delta\theta_t
+    E[\Delta\theta^2]_t &= \beta E[\Delta\theta^2]_{t-1} + (1-\beta)\, \Delta\theta_t \odot \Delta\theta_t
 
 Relation to ``torch.optim``:
 
@@ -36,13 +36,13 @@ Relation to ``torch.optim``:
   :math:`\eta g / \sqrt{G + \epsilon}`. They agree exactly for
   :math:`\epsilon = 0`; otherwise, for the same accumulator, torch's step is
   the lecture's times :math:`\sqrt{G + \epsilon} / (\sqrt{G} + \epsilon)`.
-  Torch's RMSprop calls :math:`\gamma` ``alpha`` (default 0.99).
+  Torch's RMSprop calls :math:`\beta` ``alpha`` (default 0.99).
 * ``Adadelta`` puts :math:`\epsilon` inside both roots, as here, but
   multiplies the step by an ``lr`` (default 1.0) that is not in the paper;
   ``lr=1`` gives this module's iterates, and for a fixed sequence of
   gradients ``lr`` scales every displacement :math:`\theta_t - \theta_0` by ``lr``
   (the average :math:`E[\Delta\theta^2]` stores the step *before* ``lr``).
-  Torch calls :math:`\gamma` ``rho``.
+  Torch calls :math:`\beta` ``rho``.
 """
 
 from __future__ import annotations
@@ -157,14 +157,14 @@ def init_rmsprop_state(x: np.ndarray) -> RMSPropState:
     return RMSPropState(Eg2=np.zeros_like(as_array(x, "x")))
 
 
-@symbol(r"E[g^2]_t = \gamma E[g^2]_{t-1} + (1-\gamma)\, g_t^2", "running mean of squares")
-def mean_square(mean_sq_prev: np.ndarray, y: np.ndarray, gamma: float) -> np.ndarray:
-    r""":math:`E[y^2]_t = \gamma E[y^2]_{t-1} + (1-\gamma) y_t \odot y_t`: the :func:`ema` of the squares.
+@symbol(r"E[g^2]_t = \beta E[g^2]_{t-1} + (1-\beta)\, g_t^2", "running mean of squares")
+def mean_square(mean_sq_prev: np.ndarray, y: np.ndarray, beta: float) -> np.ndarray:
+    r""":math:`E[y^2]_t = \beta E[y^2]_{t-1} + (1-\beta) y_t \odot y_t`: the :func:`ema` of the squares.
 
     RMSProp and AdaDelta apply it to the gradient; AdaDelta also to its own steps.
     """
     y = as_array(y, "y")
-    return ema(mean_sq_prev, y * y, check_beta(gamma, "gamma"))
+    return ema(mean_sq_prev, y * y, check_beta(beta, "beta"))
 
 
 def rmsprop_step(
@@ -173,18 +173,18 @@ def rmsprop_step(
     state: RMSPropState | None = None,
     *,
     lr: float = 1e-2,
-    gamma: float = 0.9,
+    beta: float = 0.9,
     eps: float = 1e-8,
 ) -> tuple[np.ndarray, RMSPropState]:
-    r"""One RMSProp step: :math:`E[g^2]_t = \gamma E[g^2]_{t-1} + (1-\gamma) g_t^2`,
+    r"""One RMSProp step: :math:`E[g^2]_t = \beta E[g^2]_{t-1} + (1-\beta) g_t^2`,
     :math:`\theta_t = \theta_{t-1} - \eta g_t / \sqrt{E[g^2]_t + \epsilon}`.
 
-    ``gamma`` = 0.9 is Hinton's suggestion (torch's ``alpha`` defaults to 0.99).
+    ``beta`` = 0.9 is Hinton's suggestion (torch's ``alpha`` defaults to 0.99).
     """
     x, g = params_and_grad(x, g)
     state = init_rmsprop_state(x) if state is None else state
     check_state_arrays(x, Eg2=state.Eg2)
-    Eg2 = mean_square(state.Eg2, g, gamma)
+    Eg2 = mean_square(state.Eg2, g, beta)
     return x - adaptive_step_size(Eg2, lr, eps) * g, RMSPropState(Eg2=Eg2, t=state.t + 1)
 
 
@@ -244,22 +244,22 @@ def adadelta_step(
     g: np.ndarray,
     state: AdaDeltaState | None = None,
     *,
-    gamma: float = 0.9,
+    beta: float = 0.9,
     eps: float = 1e-6,
 ) -> tuple[np.ndarray, AdaDeltaState]:
     r"""One AdaDelta step (Zeiler 2012, Algorithm 1); there is no learning rate.
 
-    :math:`E[g^2]_t = \gamma E[g^2]_{t-1} + (1-\gamma) g_t^2`,
+    :math:`E[g^2]_t = \beta E[g^2]_{t-1} + (1-\beta) g_t^2`,
     :math:`\Delta\theta_t = -\mathrm{RMS}[\Delta\theta]_{t-1} / \mathrm{RMS}[g]_t \odot g_t`,
     :math:`\theta_t = \theta_{t-1} + \Delta\theta_t`,
-    :math:`E[\Delta\theta^2]_t = \gamma E[\Delta\theta^2]_{t-1} + (1-\gamma)\Delta\theta_t^2`.
+    :math:`E[\Delta\theta^2]_t = \beta E[\Delta\theta^2]_{t-1} + (1-\beta)\Delta\theta_t^2`.
     """
     x, g = params_and_grad(x, g)
     state = init_adadelta_state(x) if state is None else state
     check_state_arrays(x, Eg2=state.Eg2, Edx2=state.Edx2)
-    Eg2 = mean_square(state.Eg2, g, gamma)
+    Eg2 = mean_square(state.Eg2, g, beta)
     dx = adadelta_delta(g, Eg2, state.Edx2, eps)
-    Edx2 = mean_square(state.Edx2, dx, gamma)
+    Edx2 = mean_square(state.Edx2, dx, beta)
     return x + dx, AdaDeltaState(Eg2=Eg2, Edx2=Edx2, t=state.t + 1)
 
 

@@ -100,8 +100,11 @@ def parameter_scale_bound(
 
     :math:`\rho_j = \min(\text{cap}, 1/\sqrt j)`. It holds for any gradients
     (the triangle inequality for the RMS, which is a scaled Euclidean norm,
-    and :math:`\mathrm{RMS}(\hat U_j) \le d`), and it is attained when every
-    update points straight away from the origin with RMS :math:`d`. With
+    and :math:`\mathrm{RMS}(\hat U_j) \le d`). It is attained only when
+    :math:`\mathrm{RMS}(X_0) \ge \epsilon_2` and every update points straight away
+    from the origin with RMS :math:`d`; below :math:`\epsilon_2` the relative step
+    grows the scale additively, and the tight bound is
+    :func:`optbook.analysis.relative_growth.tight_scale_bound`. With
     ``d = inf`` there is no bound (``inf``); ``t = 0`` gives
     :math:`\max(\epsilon_2, \mathrm{RMS}(X_0))`. ``t`` may be an array of
     step counts, for which an array is returned (computed in one pass).

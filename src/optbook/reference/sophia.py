@@ -10,7 +10,7 @@ than :math:`\eta`:
     h_t &= \begin{cases} \beta_2 h_{t-k} + (1-\beta_2)\, \hat h_t & \text{if } t \bmod k = 1 \\
                          h_{t-1} & \text{otherwise} \end{cases} \\
     \theta_t &\leftarrow \theta_t - \eta\lambda\theta_t \\
-    \theta_{t+1} &= \theta_t - \eta\, \mathrm{clip}\big(m_t / \max(\gamma h_t, \epsilon),\ 1\big)
+    \theta_{t+1} &= \theta_t - \eta\, \mathrm{clip}\big(m_t / \max(\zeta h_t, \epsilon),\ 1\big)
 
 with :math:`\mathrm{clip}(z, \rho) = \max(\min(z, \rho), -\rho)` per
 coordinate and :math:`h_{1-k} = 0`. The estimate :math:`\hat h_t` of
@@ -30,12 +30,12 @@ The torch versions of both estimators, which use autograd Hessian-vector
 products, are :func:`optbook.optim.sophia.hutchinson` and
 :func:`optbook.optim.sophia.gauss_newton_bartlett`.
 
-In the code :math:`\gamma` is ``rho`` (the name of the official code and of
+In the code :math:`\zeta` is ``rho`` (the name of the official code and of
 :class:`optbook.optim.Sophia`). The paper's first version wrote the step as
 :math:`\eta\,\mathrm{clip}(m/\max(h, \epsilon), \rho)` with a clipping
 threshold :math:`\rho`; since
 :math:`\mathrm{clip}(z, \rho) = \rho\,\mathrm{clip}(z/\rho, 1)`, that equals this
-form with :math:`\gamma = \rho`, learning rate :math:`\eta\rho` and
+form with :math:`\zeta = \rho`, learning rate :math:`\eta\rho` and
 :math:`\epsilon\rho` in place of :math:`\eta` and :math:`\epsilon`
 (:func:`sophia_update` takes the threshold to show it).
 """
@@ -126,11 +126,11 @@ def clip(z: np.ndarray, threshold: float = 1.0) -> np.ndarray:
     return np.clip(as_array(z, "z"), -threshold, threshold)
 
 
-@symbol(r"\mathrm{clip}(m_t / \max(\gamma h_t, \epsilon), 1)", "Sophia's clipped pre-conditioned update")
+@symbol(r"\mathrm{clip}(m_t / \max(\zeta h_t, \epsilon), 1)", "Sophia's clipped pre-conditioned update")
 def sophia_update(
     m: np.ndarray, h: np.ndarray, rho: float, eps: float, threshold: float = 1.0
 ) -> np.ndarray:
-    r""":math:`\mathrm{clip}(m_t / \max(\gamma h_t, \epsilon), 1)` with :math:`\gamma` = ``rho``.
+    r""":math:`\mathrm{clip}(m_t / \max(\zeta h_t, \epsilon), 1)` with :math:`\zeta` = ``rho``.
 
     Where :math:`h_t` is negative or tiny (a negative Hutchinson estimate, or
     :math:`h = 0` before the first estimate) the denominator is :math:`\epsilon`,
@@ -291,7 +291,7 @@ def sophia_step(
     k: int = 10,
     h_hat: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, SophiaState]:
-    r"""One Sophia step (Algorithm 3), :math:`\theta_{t+1} = (1-\eta\lambda)\theta_t - \eta\,\mathrm{clip}(m_t/\max(\gamma h_t,\epsilon), 1)`.
+    r"""One Sophia step (Algorithm 3), :math:`\theta_{t+1} = (1-\eta\lambda)\theta_t - \eta\,\mathrm{clip}(m_t/\max(\zeta h_t,\epsilon), 1)`.
 
     On steps with :math:`(t-1) \bmod k = 0` the Hessian average is refreshed
     with ``h_hat``: an array, or a function ``x -> estimate`` that is called

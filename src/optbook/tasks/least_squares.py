@@ -17,7 +17,7 @@ Because :math:`f` is a convex quadratic, its minimiser :math:`w^\star` solves
 the normal equations :math:`A^\top A w = A^\top y` and is available in closed
 form (:func:`solution`, via ``numpy.linalg.lstsq``), so any iterative method
 can be measured by its exact loss gap :math:`f(w_t) - f(w^\star)`. Gradient
-descent with step :math:`1/L`, where :math:`L = \lambda_{\max}(H)`
+descent with step :math:`1/L`, where :math:`L = h_{\max}(H)`
 (:func:`smoothness_constant`), decreases :math:`f` at every step.
 
 :func:`rescaled` changes the units of the parameters, :math:`f_c(w) = f(w/c)`,
@@ -116,9 +116,9 @@ def hessian(a: np.ndarray) -> np.ndarray:
     return a.T @ a / a.shape[0]
 
 
-@symbol(r"L = \lambda_{\max}(H)", "smoothness constant of the least-squares loss")
+@symbol(r"L = h_{\max}(H)", "smoothness constant of the least-squares loss: the largest curvature (eigenvalue of the Hessian)")
 def smoothness_constant(a: np.ndarray) -> float:
-    r""":math:`L = \lambda_{\max}(A^\top A / N)`: :math:`\nabla f` is :math:`L`-Lipschitz, and a
+    r""":math:`L = h_{\max}(A^\top A / N)`: :math:`\nabla f` is :math:`L`-Lipschitz, and a
     gradient step of length :math:`1/L` never increases :math:`f`."""
     return float(np.linalg.eigvalsh(hessian(a))[-1])
 

@@ -1,13 +1,14 @@
 """Figures and animations of the chapters: every function labels its axes.
 """
 
-from optbook.viz import animate, plots
+from optbook.viz import animate, improve_adam, plots, schedules
 from optbook.viz.plots import *  # noqa: F401,F403
 from optbook.viz.animate import *  # noqa: F401,F403
 
 __all__ = [
     "animate",
     "plots",
+    "schedules",
     *plots.__all__,
     *animate.__all__,
 ]
