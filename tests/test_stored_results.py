@@ -149,3 +149,11 @@ def test_relative_paths_resolve_from_the_repository_root(tmp_path, monkeypatch):
     compute, check, expected = _experiment()
     res = stored_results("book/data/x.json", {"n": 50}, compute, check, expected)
     assert res.path == tmp_path / "book" / "data" / "x.json" and res.path.exists()
+
+
+def test_a_relative_path_outside_the_repository_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    compute, check, expected = _experiment()
+    with pytest.raises(FileNotFoundError, match="_toc.yml"):
+        stored_results("book/data/x.json", {"n": 50}, compute, check, expected)
+    assert not (tmp_path / "book").exists()

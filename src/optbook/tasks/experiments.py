@@ -8,7 +8,9 @@ diagonals of a classifier. :func:`softmax_regression_problem` poses softmax regr
 on a dataset as a :class:`optbook.problems.Problem`; :func:`update_rms_recorder` follows
 the size of a torch optimizer's updates. Two learning-rate grids used by chapter 8:
 :func:`lr_factor_sweep` (every optimizer at a few multiples of its default rate) and
-:func:`best_lr_by_batch_size` (the best rate of a grid at each batch size).
+:func:`best_lr_by_batch_size` (the best rate of a grid at each batch size); and
+:func:`lr_factor_sweep_seeds`, the first grid over several seeds. :data:`IMPROVED_ADAM_NAMES`
+lists the "improve Adam" methods :func:`make_optimizer` also builds.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ __all__ = [
     "update_rms_recorder",
     "lr_factor_sweep",
     "best_lr_by_batch_size",
+    "lr_factor_sweep_seeds",
     "OPTIMIZER_NAMES",
+    "IMPROVED_ADAM_NAMES",
 ]
 
 # Public functions that compose formulas, measure, or build objects rather than
@@ -41,6 +45,7 @@ __helpers__ = (
     "update_rms_recorder",
     "lr_factor_sweep",
     "best_lr_by_batch_size",
+    "lr_factor_sweep_seeds",
 )
 
 
@@ -59,9 +64,22 @@ OPTIMIZER_NAMES = (
     "Adafactor",
 )
 
+#: The "improve Adam" methods :func:`make_optimizer` also builds, each with its library's defaults.
+#: They are kept out of :data:`OPTIMIZER_NAMES`, which chapters iterate over.
+IMPROVED_ADAM_NAMES = (
+    "RAdam",
+    "AdaMod",
+    "diffGrad",
+    "Ranger",
+    "Lookahead",
+)
+
+#: Keyword arguments of ``pytorch_optimizer.Lookahead`` itself; the others go to the AdamW inside it.
+_LOOKAHEAD_KWARGS = ("k", "alpha", "pullback_momentum")
+
 
 def make_optimizer(name: str, params, lr: float, **overrides) -> torch.optim.Optimizer:
-    """Build the book's optimizer ``name`` (one of :data:`OPTIMIZER_NAMES`) with learning rate ``lr``.
+    """Build the book's optimizer ``name`` (one of :data:`OPTIMIZER_NAMES` or :data:`IMPROVED_ADAM_NAMES`) with learning rate ``lr``.
 
     Conventions: "momentum" and "Nesterov" are ``torch.optim.SGD`` with momentum 0.9;
     RMSProp uses the lecture's :math:`\\gamma = 0.9` (torch's ``alpha``); AdamW keeps
@@ -69,6 +87,11 @@ def make_optimizer(name: str, params, lr: float, **overrides) -> torch.optim.Opt
     and :class:`optbook.optim.Sophia` without weight decay (Sophia with ``rho=0.04``,
     ``k=10``; its Hessian estimates come from :func:`train_run`); Adafactor is
     :class:`optbook.Adafactor`, whose ``lr`` caps the relative step size.
+    The "improve Adam" methods keep their libraries' defaults: RAdam is
+    ``torch.optim.RAdam``; AdaMod, diffGrad and Ranger are ``pytorch_optimizer``'s
+    ``AdaMod``, ``DiffGrad`` and ``Ranger``; "Lookahead" is ``pytorch_optimizer.Lookahead``
+    (``k=5``, ``alpha=0.5``) around ``torch.optim.AdamW`` with weight decay 0.01, whose
+    overrides other than ``k``, ``alpha`` and ``pullback_momentum`` go to the AdamW.
     ``overrides`` replace any of these keyword arguments.
     """
     from optbook.optim import Adafactor, Lion, Sophia
@@ -87,8 +110,22 @@ def make_optimizer(name: str, params, lr: float, **overrides) -> torch.optim.Opt
         "Sophia": (Sophia, {"weight_decay": 0.0, "rho": 0.04, "k": 10}),
         "Adafactor": (Adafactor, {}),
     }
+    if name in IMPROVED_ADAM_NAMES:
+        import pytorch_optimizer
+
+        if name == "Lookahead":
+            outer = {k: v for k, v in overrides.items() if k in _LOOKAHEAD_KWARGS}
+            inner = {k: v for k, v in overrides.items() if k not in _LOOKAHEAD_KWARGS}
+            adamw = torch.optim.AdamW(params, lr=lr, **{"weight_decay": 1e-2, **inner})
+            return pytorch_optimizer.Lookahead(adamw, **{"k": 5, "alpha": 0.5, **outer})
+        table.update({
+            "RAdam": (torch.optim.RAdam, {}),
+            "AdaMod": (pytorch_optimizer.AdaMod, {}),
+            "diffGrad": (pytorch_optimizer.DiffGrad, {}),
+            "Ranger": (pytorch_optimizer.Ranger, {}),
+        })
     if name not in table:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZER_NAMES}.")
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZER_NAMES + IMPROVED_ADAM_NAMES}.")
     cls, kwargs = table[name]
     return cls(params, lr=lr, **{**kwargs, **overrides})
 
@@ -273,9 +310,9 @@ def lr_factor_sweep(
     """
     from optbook.progress import progress
 
-    unknown = [name for name in base_lr if name not in OPTIMIZER_NAMES]
+    unknown = [name for name in base_lr if name not in OPTIMIZER_NAMES + IMPROVED_ADAM_NAMES]
     if unknown:
-        raise ValueError(f"base_lr names unknown optimizers {unknown}; choose from {OPTIMIZER_NAMES}.")
+        raise ValueError(f"base_lr names unknown optimizers {unknown}; choose from {OPTIMIZER_NAMES + IMPROVED_ADAM_NAMES}.")
     rows = []
     for task, (data, kwargs) in setups.items():
         for name in progress(tuple(base_lr), desc=task):
@@ -284,6 +321,29 @@ def lr_factor_sweep(
                 rows.append({"task": task, "optimizer": name, "lr": base_lr[name] * f, "factor": f,
                              "test loss": hist.test_loss[-1], "train loss": hist.train_loss[-1],
                              "test accuracy": hist.test_accuracy[-1]})
+    return rows
+
+
+def lr_factor_sweep_seeds(
+    setups: Mapping[str, tuple],
+    base_lr: Mapping[str, float],
+    factors: Sequence[float],
+    seeds: Sequence[int],
+    *,
+    dtype: torch.dtype = torch.float64,
+) -> list[dict]:
+    r""":func:`lr_factor_sweep` once per seed of ``seeds``; each row gains its ``"seed"``.
+
+    The seed sets the initial weights and the order of the batches (:func:`train_run`),
+    so the spread over seeds measures how much a result owes to the draw. Rows come in
+    the order seed, task, optimizer, factor.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty sequence of distinct integers, got {seeds!r}.")
+    rows = []
+    for seed in seeds:
+        rows += [{**row, "seed": seed} for row in lr_factor_sweep(setups, base_lr, factors, seed=seed, dtype=dtype)]
     return rows
 
 

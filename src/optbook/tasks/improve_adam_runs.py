@@ -157,7 +157,7 @@ def _cases(steps: int):
 
 
 def cross_check_errors(steps: int = 60, seed: int = 0) -> list[dict]:
-    """For every pair of :func:`_cases`: ``{"method", "upstream", "max_abs_diff"}`` over ``steps`` steps.
+    """For every pair of ``_cases()``: ``{"method", "upstream", "max_abs_diff"}`` over ``steps`` steps.
 
     The problem is :func:`matrix_least_squares` (a 4 x 3 matrix), so the runs pass RAdam's threshold,
     three Lookahead syncs and the gradient centralization of a matrix.
@@ -204,6 +204,7 @@ class GradientCentralized(torch.optim.Optimizer):
         self.defaults = optimizer.defaults
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the wrapped optimizer's gradients (``set_to_none`` as in torch)."""
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
     @torch.no_grad()
@@ -529,7 +530,7 @@ def stored_method_comparison(path: str = "book/data/improving_adam_methods.json"
 
 
 def stored_decay_grid(path: str = "book/data/improving_adam_decay_grid.json"):
-    """:func:`decay_grid` with :data:`GRID_KEY`, stored; the live check re-runs one cell per optimizer (seed 0)."""
+    """:func:`decay_grid` with ``GRID_KEY``, stored; the live check re-runs one cell per optimizer (seed 0)."""
     from optbook import tasks
     from optbook.tasks.stored_results import stored_results
 

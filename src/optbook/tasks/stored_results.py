@@ -172,7 +172,12 @@ def _resolve(path: str | os.PathLike[str]) -> Path:
     for folder in (here, *here.parents):
         if (folder / "_toc.yml").exists():
             return folder / p
-    return here / p
+    # Outside the repository a relative path would silently recompute the whole experiment
+    # into a new folder; say so instead.
+    raise FileNotFoundError(
+        f"{p} is relative to the book's repository root (the folder with _toc.yml), and none was found "
+        f"above {here}. Run the chapter from inside the repository, or pass an absolute path."
+    )
 
 
 def stored_results(

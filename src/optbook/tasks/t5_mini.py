@@ -202,7 +202,7 @@ def reversal_task(max_chars: int = 400_000, val_every: int = 5) -> tuple[tuple[s
 
 
 def encode_pairs(words: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(src, tgt_in, tgt_out)`` int64 tensors for the reversal of ``words``, padded with :data:`PAD`.
+    """``(src, tgt_in, tgt_out)`` int64 tensors for the reversal of ``words``, padded with ``PAD``.
 
     ``src`` = letters + EOS; ``tgt_in`` = BOS + reversed letters; ``tgt_out`` = reversed letters + EOS.
     """
