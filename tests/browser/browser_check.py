@@ -619,3 +619,48 @@ def test_search_finds_a_known_term(page, network, base_url):
     assert "/book/intro.html" in hits, hits
     assert not network.blocked and not network.failed and not network.bad_status
     assert not page.console.errors, page.console.errors
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_choosing_summary_reads_on_a_phone_and_a_desktop(browser, network, base_url, width):
+    """The choosing chapter's "when to try" table: nothing cut off with an ellipsis, no sideways scrolling of the page.
+
+    A wide output may scroll inside its own box (that keeps every character readable); the page itself must not.
+    """
+    context = browser.new_context(viewport={"width": width, "height": 900}, service_workers="block")
+    context.route("**/*", network.route)
+    page = context.new_page()
+    try:
+        page.goto(f"{base_url}book/part1/10_choosing_an_optimizer.html")
+        page.wait_for_load_state("load")
+        report = page.evaluate(
+            """() => {
+                // The table is a pandas DataFrame, shown as an HTML table (or as text in a <pre>).
+                const outputs = Array.from(document.querySelectorAll('article .cell_output table, article .cell_output pre'));
+                const table = outputs.find(p => /when to try/.test(p.innerText));
+                if (!table) return null;
+                let box = table, scrolls = false;
+                while (box && box.tagName !== 'ARTICLE') {
+                    if (['auto', 'scroll'].includes(getComputedStyle(box).overflowX)) { scrolls = true; break; }
+                    box = box.parentElement;
+                }
+                table.scrollIntoView();  // so that the screenshot shows it
+                const rows = table.tagName === 'TABLE' ? table.querySelectorAll('tbody tr').length : table.innerText.split('\\n').length - 1;
+                return {
+                    truncated: /\\u2026|\\.\\.\\./.test(table.innerText),
+                    rows: rows,
+                    fits: table.getBoundingClientRect().width <= table.parentElement.getBoundingClientRect().width + 1,
+                    scrolls: scrolls,
+                    pageWidth: document.documentElement.scrollWidth,
+                    viewport: window.innerWidth,
+                };
+            }"""
+        )
+        screenshot(page, f"choosing_summary_{width}px")
+    finally:
+        context.close()
+    assert report is not None, "the 'when to try' table is not on the page"
+    assert not report["truncated"], "a cell of the table is cut off with an ellipsis"
+    assert report["rows"] >= 16, report
+    assert report["fits"] or report["scrolls"], f"the table is wider than its box and cannot scroll: {report}"
+    assert report["pageWidth"] <= report["viewport"] + 1, f"the page scrolls sideways at {width} px: {report}"

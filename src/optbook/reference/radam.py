@@ -17,11 +17,12 @@ variance:
     \end{cases}
     \qquad l_t = \frac{\sqrt{1-\beta_2^t}}{\sqrt{v_t} + \epsilon}.
 
-:math:`\rho_t` is the length of the simple moving average whose variance
-matches that of the exponential one (:func:`sma_length`); :math:`r_t`
+:math:`\rho_t` is the length of the simple moving average with the same
+mean age as the exponential one (:func:`sma_length`); :math:`r_t`
 (:func:`rectification`) is the ratio of the standard deviation the adaptive
 rate would have with :math:`\rho_\infty` samples to the one it has with
-:math:`\rho_t`. The variance is finite only for :math:`\rho_t > 4`: the paper's
+:math:`\rho_t`, in the first-order approximation that is defined only for
+:math:`\rho_t > 4` (the variance itself is finite for :math:`\rho_t > 2`): the paper's
 Algorithm 2 takes the adaptive step when :math:`\rho_t > 4`, while
 ``torch.optim.RAdam`` uses :math:`\rho_t > 5` and pytorch-optimizer
 :math:`\rho_t \ge 5` (``rho_threshold``). Below the threshold torch takes the
@@ -84,8 +85,8 @@ def init_radam_state(x: np.ndarray) -> AdamState:
 
 @symbol(r"\rho_\infty = 2/(1-\beta_2) - 1", "RAdam: length of the SMA matching the EMA of beta2 in the limit")
 def sma_length_limit(beta2: float) -> float:
-    r""":math:`\rho_\infty = 2/(1-\beta_2) - 1`: the simple-moving-average length whose variance the
-    exponential average with decay :math:`\beta_2` has after infinitely many steps (1999 for 0.999)."""
+    r""":math:`\rho_\infty = 2/(1-\beta_2) - 1`: the length of the simple moving average with the same mean age as
+    the exponential average with decay :math:`\beta_2` after infinitely many steps (1999 for 0.999)."""
     b2 = check_beta(beta2, "beta2")
     if b2 == 0.0:
         raise ValueError("beta2 must be > 0 for RAdam; with beta2 = 0 the average holds one gradient (rho_inf = 1).")

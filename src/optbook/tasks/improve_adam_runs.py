@@ -374,13 +374,19 @@ def verdict(a: tuple[float, float], b: tuple[float, float]) -> str:
     return "within spread"
 
 
+#: A claim of equality is tested only where the two seed spreads add up to at most this fraction of the mean.
+EQUALITY_TOLERANCE = 0.1
+
+
 def claims_table(results: Mapping, lr_large: float = 1e-2, lr_default: float = 1e-3) -> list[dict]:
     """One row per claim of the lecture: the measurement, the two (mean, std) compared, and the verdict.
 
     A claim is "supported" when the measurement favours the method by more than the seed spread,
     "not supported" when it favours the baseline by more than the spread, and "not shown at this
     scale" when the difference is within the spread. A claim of equality ("behaves like") is
-    "supported" when the difference is within the spread and "not supported" otherwise.
+    "supported" when the difference is within the spread *and* the spread is small, at most
+    ``EQUALITY_TOLERANCE`` of the mean (otherwise an overlap shows nothing: "not shown at this
+    scale"), and "not supported" when the difference exceeds the spread.
     """
     big, std = results[repr(float(lr_large))], results[repr(float(lr_default))]
 
@@ -392,8 +398,9 @@ def claims_table(results: Mapping, lr_large: float = 1e-2, lr_default: float = 1
     def add(claim, measure, method, baseline, a, b, match=False):
         v = verdict(a, b)
         decision = {"lower": "supported", "higher": "not supported", "within spread": "not shown at this scale"}[v]
-        if match:  # a claim of equality holds when the difference is within the spread
-            decision = "supported" if v == "within spread" else "not supported"
+        if match:  # a claim of equality holds when the difference is within a spread that is itself small
+            small = a[1] + b[1] <= EQUALITY_TOLERANCE * min(abs(a[0]), abs(b[0]))
+            decision = ("supported" if small else "not shown at this scale") if v == "within spread" else "not supported"
         rows.append({"claim": claim, "measurement": measure, "method": method, "baseline": baseline,
                      "method_mean": a[0], "method_std": a[1], "baseline_mean": b[0], "baseline_std": b[1],
                      "verdict": decision})

@@ -257,7 +257,7 @@ def _galore_groups(model, rank):
             {"params": rest}]
 
 
-#: The character-LM runs' optimizers: a factory of the model for each method name, one learning rate per method, not tuned.
+#: For each method name, a factory of the model's optimizer for the character-LM runs, with one untuned learning rate per method.
 OPTIMIZERS: dict[str, Callable] = {
     "AdamW": lambda m: torch.optim.AdamW(m.parameters(), lr=3e-3),
     "Adafactor": lambda m: __import__("optbook").Adafactor(m.parameters()),
