@@ -47,3 +47,16 @@ def test_setup_makes_torch_deterministic_without_loading_inductor():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, "MPLBACKEND": "Agg"}).stdout.split()
     assert out == ["True", "True", "False"]
+
+
+def test_setup_silences_tqdms_ipywidgets_notice():
+    """The notice carries the install path in its text, so a stored copy would fail nbval on any other machine."""
+    import warnings
+
+    import optbook.notebook
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        optbook.notebook.setup(seed=0)
+        warnings.warn("IProgress not found. Please update jupyter and ipywidgets.", UserWarning)
+    assert not [w for w in caught if "IProgress" in str(w.message)]

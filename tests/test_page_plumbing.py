@@ -47,3 +47,12 @@ def test_no_chapter_shows_glue_on_its_page(chapter):
         assert "glue(" not in shown, shown
         if not shown.lstrip().startswith("%"):
             ast.parse(shown)
+
+
+@pytest.mark.parametrize("chapter", sorted((ROOT / "book").rglob("*.ipynb")), ids=lambda p: p.stem)
+def test_no_stored_output_names_a_path_of_this_machine(chapter):
+    """A warning that prints an install path (site-packages, .venv) can never match a run from another checkout."""
+    for i, cell in enumerate(json.loads(chapter.read_text())["cells"]):
+        for out in cell.get("outputs", []):
+            text = "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
+            assert "site-packages" not in text and ".venv/" not in text, f"cell {i}: {text[:200]}"

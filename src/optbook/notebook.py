@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 
 import numpy as np
 
@@ -25,6 +26,10 @@ GLUE_DIGITS = 6
 def setup(seed: int = DEFAULT_SEED, *, precision: int = 4) -> np.random.Generator:
     """Seed everything, fix print and plot styles; return a seeded NumPy Generator."""
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    # tqdm.auto (imported by transformers and pytorch_optimizer) warns once per kernel that
+    # ipywidgets is missing. The warning goes to stderr with this machine's install path in it,
+    # so a stored copy could never match a run elsewhere; it says nothing about the chapter.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     random.seed(seed)
     np.random.seed(seed)
     np.set_printoptions(precision=precision, suppress=True, linewidth=100)
