@@ -193,3 +193,15 @@ def test_bad_inputs_raise_clear_errors():
         minibatch_gradient(lambda x, i: np.zeros((len(i), 2)), x, np.array([0, 1]))
     with pytest.raises(ValueError, match="steps must be a whole number"):
         run(sgd_step, x, lambda x: x, -1, lr=0.1)
+
+
+def test_run_stops_when_asked_and_matches_the_full_run_up_to_there():
+    from optbook.reference import run, sgd_step
+
+    grad = lambda x: x  # noqa: E731 - J = |x|^2 / 2, GD multiplies x by (1 - lr)
+    full = run(sgd_step, np.array([1.0, -2.0]), grad, 100, lr=0.5)
+    early = run(sgd_step, np.array([1.0, -2.0]), grad, 100, lr=0.5, stop_when=lambda x: np.max(np.abs(x)) <= 1e-3)
+    # (1/2)^t * 2 <= 1e-3 first at t = 11
+    assert len(early.xs) == 12 and np.array_equal(early.xs, full.xs[:12])
+    with pytest.raises(TypeError, match="stop_when"):
+        run(sgd_step, np.zeros(2), grad, 3, lr=0.1, stop_when=1)

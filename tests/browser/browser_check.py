@@ -402,8 +402,9 @@ def inspect_page(page, network, source: Path) -> list[str]:
     # The page shows the computation, not the plumbing: no glue calls (tools/book_sphinx_fixes.py drops
     # them from the displayed code) and no frozen progress bars (stderr is not rendered).
     article = page.evaluate("() => document.querySelector('article') ? document.querySelector('article').innerText : ''")
-    if "glue(" in article:
-        problems.append("a glue(...) call is shown on the page")
+    code = page.evaluate("() => Array.from(document.querySelectorAll('article .cell_input')).map(e => e.innerText).join('\\n')")
+    if "glue(" in code:
+        problems.append("a glue(...) call is shown in a cell's code on the page")
     frames = PROGRESS_FRAME.findall(article)
     if frames:
         problems.append(f"{len(frames)} progress-bar frames shown on the page, e.g. {frames[0]!r}")

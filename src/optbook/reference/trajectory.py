@@ -58,6 +58,7 @@ def run(
     loss_fn: Callable[[np.ndarray], float] | None = None,
     state: Any = None,
     keep_states: bool = False,
+    stop_when: Callable[[np.ndarray], bool] | None = None,
     **hyperparameters,
 ) -> Trajectory:
     """Apply ``step_fn`` ``steps`` times from ``x0`` with gradients from ``grad_fn(x)``.
@@ -68,12 +69,16 @@ def run(
     ``step_fn.gradient_at(x, state, **hyperparameters)`` when the rule defines
     it (Nesterov's look-ahead), else at ``x``. A stochastic ``grad_fn`` such as
     :func:`optbook.reference.gd.minibatch_grad_fn` gives a stochastic path.
-    ``keep_states=True`` also returns the state after every step.
+    ``keep_states=True`` also returns the state after every step. ``stop_when(x)``,
+    if given, is asked after every step and ends the run early when it returns
+    true (the trajectory then has fewer than ``steps + 1`` points).
     """
     if isinstance(steps, bool) or int(steps) != steps or steps < 0:
         raise ValueError(f"steps must be a whole number >= 0, got {steps!r}.")
     if not callable(step_fn) or not callable(grad_fn):
         raise TypeError("step_fn and grad_fn must be callables: step_fn(x, g, state, **hp), grad_fn(x).")
+    if stop_when is not None and not callable(stop_when):
+        raise TypeError(f"stop_when must be a function of the iterate returning a bool, or None; got {type(stop_when).__name__}.")
     x = np.array(as_array(x0, "x0"), copy=True)
     if state is None and hasattr(step_fn, "init_state"):
         state = step_fn.init_state(x)
@@ -86,6 +91,8 @@ def run(
         xs.append(np.asarray(x, dtype=np.float64))
         if keep_states:
             states.append(state)
+        if stop_when is not None and stop_when(xs[-1]):
+            break
     xs_arr = np.stack(xs)
     losses = None if loss_fn is None else np.array([float(loss_fn(xi)) for xi in xs_arr])
     return Trajectory(xs=xs_arr, losses=losses, state=state, states=states)
