@@ -97,7 +97,8 @@ def test_help_lists_models_and_methods():
         assert word in out.stdout
 
 
-def test_cpu_run_writes_a_labelled_record(tmp_path, capsys):
+def test_cpu_run_writes_a_labelled_record(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPTBOOK_TIMING_SMOKE", raising=False)  # smoke mode would cut the repeats to one
     path = tmp_path / "run.json"
     code = cli.main([
         "--device", "cpu", "--models", "gpt2-small", "--dtypes", "fp32", "bf16",

@@ -17,6 +17,7 @@ The names of the first group are also available here, e.g. ``optbook.analysis.cr
 from optbook.analysis import adam_bounds, batch_size, crosscheck, curves, epsilon, errors, memory, misconceptions, noise, paths, penalised, rates, step_sizes, wiki
 from optbook.analysis import applications  # noqa: F401
 from optbook.analysis import choosing  # noqa: F401
+from optbook.analysis import seeds  # noqa: F401
 from optbook.analysis.memory import *  # noqa: F401,F403
 from optbook.analysis.adam_bounds import *  # noqa: F401,F403
 from optbook.analysis.rates import *  # noqa: F401,F403

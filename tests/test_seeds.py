@@ -1,0 +1,54 @@
+"""optbook.analysis.seeds: mean and spread over seeds, and the rule for claiming a difference."""
+
+import math
+import statistics
+
+import pytest
+
+from optbook.analysis import seeds
+
+
+def test_summary_is_the_sample_mean_and_sample_standard_deviation():
+    values = [2.0, 4.0, 9.0]
+    s = seeds.summarize(values)
+    assert s.mean == pytest.approx(statistics.mean(values))
+    assert s.std == pytest.approx(statistics.stdev(values))  # ddof = 1, computed by the standard library
+    assert (s.min, s.max, s.n) == (2.0, 9.0, 3)
+
+
+def test_fewer_than_three_seeds_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="at least 3"):
+        seeds.summarize([1.0, 2.0])
+    assert seeds.summarize([1.0, 2.0], min_seeds=2).n == 2
+    with pytest.raises(TypeError, match="numbers"):
+        seeds.summarize(["a", 1.0, 2.0])
+
+
+def test_diverged_runs_are_infinite_and_never_separated_unless_all_finite_on_the_other_side():
+    all_diverged = seeds.summarize([math.nan, math.inf, math.inf])
+    assert all_diverged.mean == math.inf and all_diverged.std == 0.0
+    assert all_diverged.format() == "diverged"
+    some = seeds.summarize([1.0, math.inf, 1.2])
+    assert some.mean == math.inf and some.std == math.inf
+    fine = seeds.summarize([1.0, 1.1, 0.9])
+    assert seeds.compare(fine, all_diverged) == "lower"
+    assert seeds.compare(fine, some) == "within spread"
+    assert seeds.compare(all_diverged, all_diverged) == "within spread"
+
+
+def test_a_difference_is_claimed_only_beyond_the_sum_of_the_spreads():
+    a = seeds.summarize([1.0, 1.1, 1.2])  # mean 1.1, std 0.1
+    b_close = seeds.summarize([1.15, 1.2, 1.25])  # gap 0.1 < 0.1 + 0.05
+    b_far = seeds.summarize([1.45, 1.5, 1.55])  # gap 0.4 > 0.15
+    assert seeds.compare(a, b_close) == "within spread"
+    assert seeds.compare(a, b_far) == "lower"
+    assert seeds.compare(b_far, a) == "higher"
+    with pytest.raises(TypeError, match="SeedSummary"):
+        seeds.compare(a, (1.0, 0.1))
+
+
+def test_format_and_summarize_runs():
+    s = seeds.summarize([1.234, 1.244, 1.254])
+    assert s.format() == "1.24 ± 0.01"
+    out = seeds.summarize_runs({"x": [1.0, 2.0, 3.0], "y": {0: 4.0, 1: 5.0, 2: 6.0}})
+    assert out["x"].mean == 2.0 and out["y"].mean == 5.0
