@@ -36,8 +36,14 @@ def run(cmd: list[str], **kwargs) -> int:
 def pip_sources(python: str) -> dict[str, list[str]]:
     """The package sources pip would use: {option: [values]}, environment variables overriding files."""
     out = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True, text=True, cwd=ROOT)
+    return parse_pip_config(out.stdout)
+
+
+def parse_pip_config(text: str) -> dict[str, list[str]]:
+    """The package-source options of ``pip config list`` output; ``:env:`` (PIP_* variables) beats
+    ``install.`` beats ``global.``, as in pip."""
     by_option: dict[str, tuple[int, list[str]]] = {}
-    for line in out.stdout.splitlines():
+    for line in text.splitlines():
         m = re.match(r"^(?P<scope>[^.=]*)\.(?P<key>[\w-]+)=(?P<value>.*)$", line.strip())
         if not m:
             continue
