@@ -71,7 +71,7 @@ book: $(STAMP) $(MATHJAX)
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 test-lib: $(STAMP)
-	$(BIN)/python -m pytest tests -p no:cacheprovider -q -n 2
+	$(BIN)/python -m pytest tests -p no:cacheprovider -q -n 2 --dist loadgroup
 
 # Strict nbval, twice: under the kernels this CPU picks, and under the baseline
 # kernel set (SSE3-era OpenBLAS, scalar ATen, generic numba), which every x86-64

@@ -19,3 +19,17 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("ci")
+
+
+# The numba kernels of optbook.kernels.cpu_fused take tens of seconds to compile on a fresh
+# checkout (then they load from numba's on-disk cache). Keeping every test that runs them on
+# one pytest-xdist worker (`make test-lib` passes --dist loadgroup) compiles them once, not twice.
+_NUMBA_KERNEL_TESTS = ("test_kernel_cpu.py", "test_kernel_cpu_cache.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        if item.path.name in _NUMBA_KERNEL_TESTS:
+            item.add_marker(pytest.mark.xdist_group("numba-cpu-kernels"))

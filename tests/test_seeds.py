@@ -52,3 +52,18 @@ def test_format_and_summarize_runs():
     assert s.format() == "1.24 ± 0.01"
     out = seeds.summarize_runs({"x": [1.0, 2.0, 3.0], "y": {0: 4.0, 1: 5.0, 2: 6.0}})
     assert out["x"].mean == 2.0 and out["y"].mean == 5.0
+
+
+def test_summarize_curves_is_summarize_at_every_point():
+    curves = [[1.0, 2.0, 5.0], [3.0, 2.0, 7.0], [2.0, 2.0, 9.0]]
+    mean, std = seeds.summarize_curves(curves)
+    assert list(mean) == pytest.approx([2.0, 2.0, 7.0])  # column means by hand
+    assert list(std) == pytest.approx([1.0, 0.0, 2.0])  # sample standard deviations by hand
+    mean, std = seeds.summarize_curves([[1.0, math.nan], [2.0, 1.0], [3.0, 1.0]])
+    assert mean[1] == math.inf and std[1] == math.inf
+    with pytest.raises(ValueError, match="at least 3"):
+        seeds.summarize_curves([[1.0], [2.0]])
+    with pytest.raises(ValueError, match="same length"):
+        seeds.summarize_curves([[1.0, 2.0], [2.0], [3.0, 1.0]])
+    with pytest.raises(TypeError, match="numbers"):
+        seeds.summarize_curves([[1.0, "x"], [2.0, 1.0], [3.0, 1.0]])

@@ -31,8 +31,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["SeedSummary", "summarize", "compare", "summarize_runs", "MIN_SEEDS"]
-__helpers__ = ("SeedSummary", "summarize", "compare", "summarize_runs", "MIN_SEEDS")
+__all__ = ["SeedSummary", "summarize", "compare", "summarize_runs", "summarize_curves", "MIN_SEEDS"]
+__helpers__ = ("SeedSummary", "summarize", "compare", "summarize_runs", "summarize_curves", "MIN_SEEDS")
 
 #: The fewest seeds a comparison between optimizers may rest on.
 MIN_SEEDS = 3
@@ -109,3 +109,21 @@ def summarize_runs(by_seed: Mapping[object, Sequence[float]] | Mapping[object, M
     for key, vals in by_seed.items():
         out[key] = summarize(vals.values() if isinstance(vals, Mapping) else vals, min_seeds=min_seeds)
     return out
+
+
+def summarize_curves(curves: Sequence[Sequence[float]], *, min_seeds: int = MIN_SEEDS) -> tuple[np.ndarray, np.ndarray]:
+    r"""Mean :math:`\bar v` and sample standard deviation :math:`s_v` over seeds at every point of a curve.
+
+    ``curves`` holds one curve per seed (rows), all of the same length; column :math:`j` is summarised
+    with :func:`summarize` (so a non-finite value makes that point's mean :math:`+\infty`). Returns two
+    arrays of the curves' length, for a seed band :math:`\bar v \pm s_v` in a figure.
+    """
+    try:
+        rows = [np.array([float(x) for x in row], dtype=float) for row in curves]
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"curves must be a sequence of sequences of numbers, one curve per seed ({exc}).") from None
+    if not rows or len({r.size for r in rows}) != 1 or rows[0].size == 0:
+        raise ValueError("curves must hold at least one non-empty curve per seed, all of the same length "
+                         f"(got lengths {[r.size for r in rows]}); evaluate every seed at the same steps.")
+    stats = [summarize(column, min_seeds=min_seeds) for column in np.stack(rows).T]
+    return np.array([s.mean for s in stats]), np.array([s.std for s in stats])

@@ -36,7 +36,7 @@ Clipping also bounds how fast a tensor can grow. Because
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -52,14 +52,15 @@ __all__ = [
     "TracedRun",
     "traced_run",
     "sweep",
+    "seed_sweep",
     "run_summary",
     "robust_run_summary",
     "jump_summary",
 ]
 
 # Public names that compose formulas rather than compute one book symbol.
-__helpers__ = ("SoftmaxRegressionTask", "TracedRun", "traced_run", "sweep", "run_summary", "robust_run_summary",
-               "jump_summary")
+__helpers__ = ("SoftmaxRegressionTask", "TracedRun", "traced_run", "sweep", "seed_sweep", "run_summary",
+               "robust_run_summary", "jump_summary")
 
 
 @symbol(r"s_t = 1 \text{ if } t < t_0 \text{ else } \kappa", "loss scale that jumps by kappa at step t_0")
@@ -288,6 +289,79 @@ def sweep(
             scale=scale,
             eval_every=eval_every,
         )
+    return out
+
+
+def seed_sweep(
+    task: SoftmaxRegressionTask,
+    configs: Mapping[str, af.AdafactorHyperparameters],
+    steps: int,
+    seeds: Sequence[int],
+    *,
+    init_scale: float = 0.1,
+    eval_every: int | None = None,
+    desc: str = "runs",
+) -> dict[str, dict[str, list]]:
+    r""":func:`traced_run` of every setting in ``configs`` once per seed, each seed a new mini-batch order and start.
+
+    Seed :math:`s` trains ``dataclasses.replace(task, seed=s)`` (its own batch of each step) from
+    ``task.init(init_scale, seed=s)`` (i.i.d. :math:`N(0, \text{init\_scale}^2)` weights; all zero
+    for ``init_scale=0``, when only the batch order changes with the seed). Every setting sees the
+    same batches and start for a given seed, and seed 0 reproduces :func:`sweep` of the task with
+    ``seed=0`` from ``task.init(init_scale, 0)``.
+
+    Returns, for each key of ``configs`` (strings, so that the result can be stored as JSON), a dict
+    of lists with one entry per seed, in the order of ``seeds``: ``"train loss"``, ``"test loss"``,
+    ``"test accuracy"`` (at the last step), ``"clipped"`` (fraction of steps with
+    :math:`\mathrm{RMS}(U_t) > d`, i.e. :math:`\hat U_t \ne U_t`) and ``"rms_x"`` (final
+    :math:`\mathrm{RMS}(X)`). With ``eval_every``, also ``"eval_t"`` (the evaluation steps, from 0)
+    and, per seed, the curves ``"train loss curve"`` and ``"rms_x curve"`` at those steps.
+    Summarise over seeds with :func:`optbook.analysis.seeds.summarize`.
+    """
+    from optbook.progress import progress
+
+    if not isinstance(task, SoftmaxRegressionTask):
+        raise TypeError(f"task must be a SoftmaxRegressionTask, got {type(task).__name__}.")
+    if not isinstance(configs, Mapping) or not configs:
+        raise ValueError("configs must be a non-empty mapping name -> AdafactorHyperparameters.")
+    for key, hp in configs.items():
+        if not isinstance(key, str):
+            raise TypeError(f"configs keys must be strings (they become JSON keys), got {key!r}; use e.g. f'd={{d:g}}'.")
+        if not isinstance(hp, af.AdafactorHyperparameters):
+            raise TypeError(f"configs[{key!r}] must be an AdafactorHyperparameters, got {type(hp).__name__}.")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}.")
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be a non-empty sequence of whole numbers >= 0, got {seeds!r}.")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct (a repeated seed repeats the same run), got {seeds!r}.")
+    if not (np.isfinite(init_scale) and init_scale >= 0):
+        raise ValueError(f"init_scale must be a finite number >= 0 (0 starts at zero), got {init_scale!r}.")
+    if eval_every is not None and (int(eval_every) != eval_every or eval_every < 1):
+        raise ValueError(f"eval_every must be None (final losses only) or a whole number >= 1, got {eval_every!r}.")
+    curves = eval_every is not None
+    out: dict[str, dict[str, list]] = {
+        key: {name: [] for name in ("train loss", "test loss", "test accuracy", "clipped", "rms_x")}
+        for key in configs
+    }
+    jobs = [(key, int(s)) for key in configs for s in seeds]
+    for key, s in progress(jobs, desc=desc):
+        seeded = replace(task, seed=s)
+        x0 = task.init(init_scale, seed=s)
+        run = traced_run(x0, seeded.grad, int(steps), configs[key], loss=seeded.loss, test_loss=seeded.test_loss,
+                         eval_every=int(eval_every) if curves else int(steps))
+        rec = out[key]
+        rec["train loss"].append(float(run.loss[-1]))
+        rec["test loss"].append(float(run.test_loss[-1]))
+        rec["test accuracy"].append(float(seeded.test_accuracy(run.x)))
+        rec["clipped"].append(float(np.mean(run.rms_u > run.rms_u_hat * (1 + 1e-12))))
+        rec["rms_x"].append(float(run.rms_x[-1]))
+        if curves:
+            rms_path = np.concatenate([[af.rms(x0)], run.rms_x])
+            rec["eval_t"] = [int(t) for t in run.eval_t]
+            rec.setdefault("train loss curve", []).append([float(v) for v in run.loss])
+            rec.setdefault("rms_x curve", []).append([float(rms_path[t]) for t in run.eval_t])
     return out
 
 
