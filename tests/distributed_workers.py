@@ -249,6 +249,39 @@ def three_ranks(rank: int, world: int, ckpt: str) -> dict:
     except UnsupportedPlacementError as exc:
         out["partial_error"] = str(exc)
         out["partial_untouched"] = bool((w.to_local() == 1).all()) and bool((v == 1).all()) and not opt.state
+    out.update(sophia_estimators(mesh))
+    return out
+
+
+def sophia_estimators(mesh) -> dict:
+    """Sophia's Hessian estimators on FSDP2 shards against one process (same batch, same label draw)."""
+    from optbook.optim.sophia import gauss_newton_bartlett, hutchinson
+
+    ids, _ = batches(1)[0]
+    model, _ = _fsdp_model(mesh)
+    params = list(model.parameters())
+    sentinel = [torch.full_like(p, 7.0) for p in params]
+    for p, g in zip(params, sentinel):
+        p.grad = g
+    rows = ids.numel()
+    # Every rank has the same batch, so FSDP's average over ranks is the one-process gradient: B = rows.
+    est = gauss_newton_bartlett(lambda: model(ids), params, generator=torch.Generator().manual_seed(3), batch_rows=rows)
+    ref_model = fresh_model()
+    ref = gauss_newton_bartlett(lambda: ref_model(ids), list(ref_model.parameters()),
+                                generator=torch.Generator().manual_seed(3))
+    out = {
+        "gnb_placements_match": all(type(e) is type(p) and e.placements == p.placements for e, p in zip(est, params)),
+        "gnb_errors": [float((full(e) - r).abs().max() / r.abs().max().clamp_min(1e-30)) for e, r in zip(est, ref)],
+        "gnb_nonzero": sum(bool(r.abs().max() > 0) for r in ref),
+        "grads_restored": all(p.grad is g for p, g in zip(params, sentinel)),
+    }
+    for name, call in (("hutchinson_error", lambda: hutchinson(lambda: loss_fn(model, *batches(1)[0]), params)),
+                       ("gnb_rows_error", lambda: gauss_newton_bartlett(lambda: model(ids), params))):
+        try:
+            call()
+            out[name] = None
+        except ValueError as exc:
+            out[name] = str(exc)
     return out
 
 

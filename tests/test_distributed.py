@@ -88,6 +88,15 @@ def test_fsdp2_on_three_ranks_dcp_to_two_and_tensor_parallel(tmp_path):
     assert "Partial(sum)" in three["partial_error"] and "parameter 1 of param group 0" in three["partial_error"]
     assert three["partial_untouched"]
 
+    # Sophia's estimators on shards. Gauss-Newton-Bartlett takes one backward() through FSDP's hooks and
+    # equals the one-process estimate (autograd.grad would find no path to the shards and return zeros);
+    # Hutchinson, which differentiates twice, and a missing batch_rows are refused with the fix.
+    for r in (three, *others):
+        assert r["gnb_placements_match"] and r["grads_restored"]
+        assert r["gnb_nonzero"] >= 8 and max(r["gnb_errors"]) <= VALUE_TOL, r["gnb_errors"]
+        assert "gauss_newton_bartlett" in r["hutchinson_error"] and "DTensor" in r["hutchinson_error"]
+        assert "batch_rows=" in r["gnb_rows_error"]
+
     two = run_ranks(workers.two_ranks, 2, ckpt)[0]
     # DCP: saved on 3 ranks after 3 steps, loaded on 2, resharded: the statistics equal the uninterrupted run's.
     assert two["dcp_steps"] == [3.0]

@@ -519,3 +519,14 @@ def test_gnb_samples_from_the_generator_and_checks_its_input():
         hutchinson(model.loss, [torch.zeros(2)])
     with pytest.raises(ValueError, match="distribution must be one of"):
         hutchinson(model.loss, [model.w], distribution="uniform")
+
+
+def test_gnb_batch_rows_sets_the_bartlett_factor_and_is_checked():
+    model = Classifier(28)
+    rows = model.logits().reshape(-1, model.logits().shape[-1]).shape[0]
+    a = gauss_newton_bartlett(model.logits, [model.w], generator=torch.Generator().manual_seed(3))
+    b = gauss_newton_bartlett(model.logits, [model.w], generator=torch.Generator().manual_seed(3), batch_rows=3 * rows)
+    torch.testing.assert_close(b[0], 3 * a[0], rtol=1e-12, atol=0)  # B g * g is linear in B
+    for bad in (0, -2, 1.5):
+        with pytest.raises((ValueError, TypeError), match="batch_rows"):
+            gauss_newton_bartlett(model.logits, [model.w], batch_rows=bad)

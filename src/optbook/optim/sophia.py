@@ -366,6 +366,15 @@ def _step_of(state: dict[str, Any]) -> int:
     return int(step.item()) if torch.is_tensor(step) else int(step)
 
 
+def _sharded(params: Sequence[Tensor]) -> bool:
+    """True if any parameter is a DTensor (FSDP2, tensor parallelism)."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch built without distributed
+        return False
+    return any(isinstance(p, DTensor) for p in params)
+
+
 def _as_params(params: Iterable[Tensor]) -> list[Tensor]:
     params = list(params)
     if not params:
@@ -406,6 +415,14 @@ def hutchinson(
         raise ValueError(f"distribution must be one of {_DISTRIBUTIONS}, got {distribution!r}.")
     samples = _checks.check_interval(samples, "samples")
     params = _as_params(params)
+    if _sharded(params):
+        # FSDP2 gathers the shards outside autograd and reduces gradients in hooks, so autograd.grad
+        # back to the sharded leaves finds no path: every estimate would silently be zero.
+        raise ValueError(
+            "params are DTensors (FSDP2 or tensor parallelism): hutchinson differentiates twice through "
+            "the parameters, which sharded parameters do not support. Use gauss_newton_bartlett(logits, "
+            "params, batch_rows=...) instead, which needs one ordinary backward pass."
+        )
     with torch.enable_grad():
         loss = loss() if callable(loss) else loss
         if not torch.is_tensor(loss) or loss.numel() != 1 or not loss.requires_grad:
@@ -440,6 +457,7 @@ def gauss_newton_bartlett(
     *,
     generator: torch.Generator | None = None,
     labels: Tensor | None = None,
+    batch_rows: int | None = None,
 ) -> list[Tensor]:
     r"""Gauss-Newton-Bartlett estimate :math:`B\,\hat g \odot \hat g` for a softmax cross-entropy model.
 
@@ -455,8 +473,28 @@ def gauss_newton_bartlett(
     Its expectation over :math:`\hat y` is the diagonal of the Gauss-Newton
     matrix of the mean loss, which equals the Hessian when the logits are
     linear in the parameters.
+
+    Sharded parameters (DTensors under FSDP2 or tensor parallelism): the
+    gradient is taken by an ordinary ``backward()`` on the sampled loss, so
+    that FSDP's hooks reduce it into the shards (each ``p.grad`` is saved
+    before and put back after); the estimate is a DTensor placed like its
+    parameter. FSDP averages the gradient over the data-parallel ranks, so
+    :math:`B` is then the number of rows over all of them: pass
+    ``batch_rows`` (the rows of ``logits`` times the number of data-parallel
+    ranks when each rank has its own batch). Every rank must draw the same
+    labels for the rows it shares with others, so seed ``generator`` alike on
+    ranks that see the same batch (tensor-parallel ranks).
     """
     params = _as_params(params)
+    sharded = _sharded(params)
+    if batch_rows is not None:
+        batch_rows = _checks.check_interval(batch_rows, "batch_rows")
+    elif sharded:
+        raise ValueError(
+            "params are DTensors (FSDP2 or tensor parallelism), where the gradient is averaged over the "
+            "data-parallel ranks: pass batch_rows=, the number of rows over all of them (the rows of logits "
+            "times the number of data-parallel ranks when each rank has its own batch)."
+        )
     with torch.enable_grad():
         logits = logits() if callable(logits) else logits
         if not torch.is_tensor(logits) or logits.dim() < 2 or not logits.requires_grad:
@@ -475,5 +513,23 @@ def gauss_newton_bartlett(
                     f"got {y.numel()} of dtype {y.dtype}."
                 )
         sampled_loss = F.cross_entropy(flat, y)
-        grads = torch.autograd.grad(sampled_loss, params, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else rows * g * g for p, g in zip(params, grads)]
+        if sharded:
+            grads = _grads_by_backward(sampled_loss, params)
+        else:
+            grads = torch.autograd.grad(sampled_loss, params, allow_unused=True)
+    b = rows if batch_rows is None else batch_rows
+    return [torch.zeros_like(p) if g is None else b * g * g for p, g in zip(params, grads)]
+
+
+def _grads_by_backward(loss: Tensor, params: list[Tensor]) -> list[Tensor | None]:
+    """The gradient of ``loss`` as ``backward()`` leaves it in ``p.grad`` (through FSDP's reduce-scatter),
+    with every parameter's own ``.grad`` put back afterwards, also if the backward pass fails."""
+    saved = [p.grad for p in params]
+    for p in params:
+        p.grad = None
+    try:
+        loss.backward()
+        return [None if p.grad is None else p.grad.detach() for p in params]
+    finally:
+        for p, g in zip(params, saved):
+            p.grad = g
