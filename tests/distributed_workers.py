@@ -338,6 +338,46 @@ def two_ranks(rank: int, world: int, ckpt: str) -> dict:
     out["tp_counts"] = counts
     out["tp_placements"] = placements_of(model)
     out["tp_errors"] = compare(model, shadow, "adafactor", steps, start)
+    out.update(bf16_fsdp(mesh))
+    return out
+
+
+def _bf16_adafactor_run(model: nn.Module, steps, stochastic_rounding: bool):
+    from optbook.optim import Adafactor
+
+    opt = Adafactor(model.parameters(), beta1=0.9, stochastic_rounding=stochastic_rounding)
+    opt.generator = torch.Generator().manual_seed(5)  # the same seed on every rank
+    for ids, target in steps:
+        loss_fn(model, ids, target).float().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return opt
+
+
+def bf16_fsdp(mesh) -> dict:
+    """bfloat16 parameters under FSDP2 against one process: round to nearest, and stochastic rounding.
+
+    Per parameter: the largest difference in units of bfloat16's spacing at the tensor's largest entry.
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    steps = batches(3)
+    out = {}
+    for sr in (False, True):
+        model = fresh_model().to(torch.bfloat16)
+        fully_shard(model, mesh=mesh)
+        opt = _bf16_adafactor_run(model, steps, sr)
+        ref = fresh_model().to(torch.bfloat16)
+        _bf16_adafactor_run(ref, steps, sr)
+        refs = dict(ref.named_parameters())
+        key = "bf16_sr" if sr else "bf16_rtn"
+        out[key] = {}
+        for n, p in model.named_parameters():
+            x, r = full(p.detach()).float(), refs[n].detach().float()
+            spacing = torch.finfo(torch.bfloat16).eps * r.abs().max().clamp_min(1e-30)
+            out[key][n] = float((x - r).abs().max() / spacing)
+        out[key + "_dtypes"] = sorted({f"{p.dtype}/{v.dtype}" for p in model.parameters()
+                                       for k, v in opt.state[p].items() if k in ("R", "C", "V", "exp_avg")})
     return out
 
 

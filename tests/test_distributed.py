@@ -111,6 +111,13 @@ def test_fsdp2_on_three_ranks_dcp_to_two_and_tensor_parallel(tmp_path):
     _check_errors(two["tp_errors"], "TP x2")
     _check_counts(two["tp_counts"], "TP x2", {"all_reduce": 2})
 
+    # bfloat16 parameters under FSDP2 (statistics and momentum in float32). Rounding to nearest, the sharded
+    # run is the one-process run bit for bit. Stochastic rounding draws its bits per shard, so the two runs
+    # are different draws of the same rounding: a few spacings apart, and never identical.
+    assert two["bf16_rtn_dtypes"] == ["torch.bfloat16/torch.float32"] == two["bf16_sr_dtypes"]
+    assert max(two["bf16_rtn"].values()) == 0.0, two["bf16_rtn"]
+    assert 0.0 < max(two["bf16_sr"].values()) <= 8.0, two["bf16_sr"]
+
 
 def test_fsdp2_with_tensor_parallel_on_a_2x2_mesh():
     four = run_ranks(workers.four_ranks, 4)[0]
