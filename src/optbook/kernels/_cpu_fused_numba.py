@@ -169,23 +169,33 @@ def _st(a, k, v, sr, seed, koff):
 
 @njit(inline="always", cache=True)
 def _lanes_total(buf, at):
-    s = 0.0
-    for l in range(buf.shape[0]):
-        s += buf[l]
-    return s + at
+    """buf[0] + ... + buf[W-1] in a fixed pairwise tree (W a power of two), then + at.
+
+    Level by level, buf[l] += buf[l + h] for h = W/2, W/4, ..., 1: every level is a loop over
+    independent lanes (vectorised at any width, never reassociated), log2(W) adds deep."""
+    h = buf.shape[0] >> 1
+    while h >= 1:
+        for l in range(h):
+            buf[l] += buf[l + h]
+        h >>= 1
+    return buf[0] + at
 
 
-# Each row sum runs in ``lanes`` accumulators buf[l] (element q * lanes + l goes to lane l), a number fixed
-# by the caller at run time: LLVM then vectorises the inner loop over l in whatever width the CPU has,
+# A sum runs in ``lanes`` accumulators buf[l] (element q * lanes + l of a row slice goes to lane l), a number
+# fixed by the caller at run time: LLVM then vectorises the inner loop over l in whatever width the CPU has,
 # lane by lane, without reassociating any sum (a constant trip count would be unrolled and not vectorised).
+# A row's last (L mod lanes) entries go to one scalar tail sum, in order.
+#
+# Row sums of G^2 (pass 1) are per row; the sums of squares of X (pass 1 re-read, pass 3) and of U (pass 2)
+# are per tile: their lanes run on from row to row of the tile (one tree per tile, not per row), and the
+# rows' tail sums are added in row order. Pass 1's re-read of X and pass 3 use the same order, so a carried
+# and a recomputed sum of squares of X are the same bits.
 
 @njit(inline="always", cache=True)
-def _sq_row(X, buf):
-    """The sum of squares of the row slice X."""
+def _sq_acc(X, buf):
+    """Adds the squares of the row slice X into the lanes buf; returns the sum of squares of its tail."""
     W = buf.shape[0]
     L = X.shape[0]
-    for l in range(W):
-        buf[l] = 0.0
     for q in range(L // W):
         Xq = X[q * W:q * W + W]
         for l in range(W):
@@ -195,7 +205,7 @@ def _sq_row(X, buf):
     for k in range((L // W) * W, L):
         v = ld(X, k)
         at += v * v
-    return _lanes_total(buf, at)
+    return at
 
 
 @njit(inline="always", cache=True)
@@ -223,23 +233,21 @@ def _sq_row_col(G, cq, buf):
 
 
 @njit(inline="always", cache=True)
-def _usq_row(G, cf, buf):
-    """sum_j (G_j cf_j)^2 over the row slice."""
+def _usq_acc(G, cf, f, buf):
+    """Adds (G_j cf_j f)^2 over the row slice into the lanes buf; returns the sum over its tail."""
     W = buf.shape[0]
     L = G.shape[0]
-    for l in range(W):
-        buf[l] = 0.0
     for q in range(L // W):
         Gq = G[q * W:q * W + W]
         cfq = cf[q * W:q * W + W]
         for l in range(W):
-            v = ld(Gq, l) * cfq[l]
+            v = ld(Gq, l) * (f * cfq[l])
             buf[l] += v * v
     at = 0.0
     for k in range((L // W) * W, L):
-        v = ld(G, k) * cf[k]
+        v = ld(G, k) * (f * cf[k])
         at += v * v
-    return _lanes_total(buf, at)
+    return at
 
 
 @_parallel
@@ -261,13 +269,20 @@ def pass1(tiles, meta, gp, xp, need_x, rowpart, colpart, part_x, lanes, mark):
         cq = colpart[cbase + c0:cbase + c1]
         cq[:] = 0.0
         buf = np.empty(lanes)
-        xs = 0.0
+        # One row at a time: two rows sharing one pass over cq (the same sums, in the same order) ran slower
+        # here, 2.7x in a microbenchmark (five arrays in the loop instead of three).
         for r in range(r0, r1):
             row = (a * n + r) * M + mid
             base = row * m
             rowpart[row0 + row * ncb + ci] = _sq_row_col(G[base + c0:base + c1], cq, buf)
-            if need_x[t]:
-                xs += _sq_row(X[base + c0:base + c1], buf)
+        xs = 0.0
+        if need_x[t]:
+            for l in range(lanes):
+                buf[l] = 0.0
+            for r in range(r0, r1):
+                base = ((a * n + r) * M + mid) * m
+                xs += _sq_acc(X[base + c0:base + c1], buf)
+            xs = _lanes_total(buf, xs)
         part_x[it] = xs
 
 
@@ -319,7 +334,7 @@ def reduce1(meta, rp, cp, rowpart, colpart, b2, w, eps1, rowf, colf, fin):
 
 @_parallel
 def pass2(tiles, meta, gp, fin, rowf, colf, part_u, lanes, mark):
-    """Partial sums of U^2 = rowf_i^2 (G_ij colf_j)^2 per tile."""
+    """Partial sums of U^2 = (G_ij rowf_i colf_j)^2 per tile."""
     for it in prange(tiles.shape[0]):
         t, b, ri, ci = tiles[it, 0], tiles[it, 1], tiles[it, 2], tiles[it, 3]
         if not fin[t]:
@@ -336,13 +351,14 @@ def pass2(tiles, meta, gp, fin, rowf, colf, part_u, lanes, mark):
         mid = b - a * M
         cf = colf[cf0 + b * m + c0:cf0 + b * m + c1]
         buf = np.empty(lanes)
+        for l in range(lanes):
+            buf[l] = 0.0
         us = 0.0
         for r in range(r0, r1):
             row = (a * n + r) * M + mid
             base = row * m
-            f = rowf[rf0 + row]
-            us += (f * f) * _usq_row(G[base + c0:base + c1], cf, buf)
-        part_u[it] = us
+            us += _usq_acc(G[base + c0:base + c1], cf, rowf[rf0 + row], buf)
+        part_u[it] = _lanes_total(buf, us)
 
 
 @njit(inline="always", cache=True)
@@ -365,11 +381,10 @@ def _update(X, G, Mo, k, f, decay, sign, momentum, weight, sr, seed, koff):
 
 @njit(inline="always", cache=True)
 def _row3(X, G, Mo, cf, rs, decay, sign, momentum, weight, sr, seed, koff, buf):
-    """Pass 3 on one row slice; the sum of squares of what it stored (in lanes, as _sq_row sums them)."""
+    """Pass 3 on one row slice; adds the squares of what it stored into the lanes buf (as _sq_acc adds them)
+    and returns the sum of squares of its tail."""
     W = buf.shape[0]
     L = G.shape[0]
-    for l in range(W):
-        buf[l] = 0.0
     for q in range(L // W):
         o = q * W
         Xq, Gq, cfq = X[o:o + W], G[o:o + W], cf[o:o + W]
@@ -381,7 +396,7 @@ def _row3(X, G, Mo, cf, rs, decay, sign, momentum, weight, sr, seed, koff, buf):
     for k in range((L // W) * W, L):
         v = _update(X, G, Mo, k, rs * cf[k], decay, sign, momentum, weight, sr, seed, koff)
         at += v * v
-    return _lanes_total(buf, at)
+    return at
 
 
 @_parallel
@@ -409,6 +424,8 @@ def pass3(tiles, meta, gp, xp, mp, fin, rowf, colf, scale, decay, sign, momentum
         mid = b - a * M
         cf = colf[cf0 + b * m + c0:cf0 + b * m + c1]
         buf = np.empty(lanes)
+        for l in range(lanes):
+            buf[l] = 0.0
         xs = 0.0
         for r in range(r0, r1):
             row = (a * n + r) * M + mid
@@ -427,7 +444,18 @@ def pass3(tiles, meta, gp, xp, mp, fin, rowf, colf, scale, decay, sign, momentum
                 xs += _row3(Xr, Gr, Mo, cf, rs, decay, sign, False, weight, True, seed, k0, buf)
             else:
                 xs += _row3(Xr, Gr, Mo, cf, rs, decay, sign, False, weight, False, seed, k0, buf)
-        part_x[it] = xs
+        part_x[it] = _lanes_total(buf, xs)
+
+
+@njit(**_OPTS)
+def bump_steps(ptrs, t):
+    """step += 1 in float32 for each 0-d float32 step counter at ptrs (as torch._foreach_add_(steps, 1.0));
+    t gets the new values."""
+    for i in range(ptrs.shape[0]):
+        s = carray(_f32ptr(ptrs[i]), (1,))
+        v = np.float32(s[0] + np.float32(1.0))
+        s[0] = v
+        t[i] = v
 
 
 @njit(**_OPTS)

@@ -22,11 +22,14 @@ Reproducible everywhere
 -----------------------
 Every tensor is cut into tiles that depend on its shape only (at most
 :data:`COL_BLOCK` columns and about :data:`TILE` entries). Inside a tile a
-row is summed in :data:`LANES` fixed accumulators, combined in a fixed tree;
-the tiles' partial sums are written to buffers and added in tile order by one
-thread. All sums are float64 (a product of two float32 numbers is exact in
-float64). No reduction is left to the compiler (no ``fastmath``, so no
-reassociation and no fused multiply-add contraction), so the bits of a step do
+row is summed in :data:`LANES` fixed accumulators (entry ``q * LANES + l`` of
+the row slice goes to lane ``l``), combined in a fixed pairwise tree; the sums
+of squares of :math:`U` (pass 2) and of the written :math:`X` (pass 3) keep
+their lanes running from row to row and take one tree per tile. The tiles'
+partial sums are written to buffers and added in tile order by one thread.
+All sums are float64 (a product of two float32 numbers is exact in float64).
+No reduction is left to the compiler (no ``fastmath``, so no reassociation
+and no fused multiply-add contraction), so the bits of a step do
 not depend on the number of threads, on the SIMD width or on which thread ran
 which tile. ``tests/test_kernel_cpu.py`` checks this with several thread counts
 and with ``NUMBA_CPU_NAME=generic``.
@@ -52,6 +55,14 @@ drawn from the optimizer's ``generator`` (torch's default CPU generator if
 ``None``), so a seeded run is reproducible and independent of the thread
 count. (float16 values below the smallest normal, 6.1e-5, round to nearest.)
 
+**What a step keeps.** Per bucket (the parameters of one dtype stepped
+together) the driver keeps the tile tables, the order of the tensors in them
+and the carried sums; a later step with the same tensors of the same shapes
+only reads their addresses. The step counters are advanced inside the kernels
+(in float32, as ``torch._foreach_add_(steps, 1.0)``). Steps of fewer than
+:data:`SERIAL_BELOW` entries, and the vectors of any step unless they are that
+large, run on the calling thread: starting the thread pool costs more.
+
 Compilation is lazy (the first call) and cached on disk (``cache=True``), so
 no step after the first pays for it.
 """
@@ -60,12 +71,13 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
+from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.weak import WeakIdKeyDictionary
 
 __all__ = ["fused_adafactor_cpu", "unsupported_reason", "invalidate_carried_rms", "TILE", "COL_BLOCK", "LANES"]
 
@@ -73,8 +85,9 @@ __all__ = ["fused_adafactor_cpu", "unsupported_reason", "invalidate_carried_rms"
 TILE = 1 << 15
 #: The most columns of a tile.
 COL_BLOCK = 2048
-#: Accumulators of a row sum (element q * LANES + l goes to lane l); fixed, whatever the SIMD width.
-LANES = 128
+#: Accumulators of a sum (element q * LANES + l goes to lane l); fixed, whatever the SIMD width; a power of
+#: two (the lanes are added in a pairwise tree). 64: eight AVX2 (or four AVX-512) registers of float64.
+LANES = 64
 #: Steps of fewer entries in all run on the calling thread.
 SERIAL_BELOW = 1 << 18
 
@@ -82,18 +95,20 @@ _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # The numpy dtype that stands for each parameter dtype inside the kernels.
 _MARK = {torch.float32: np.float32, torch.bfloat16: np.uint16, torch.float16: np.int16}
 
-# parameter -> (its _version after our last write, sum of squares of what we wrote)
-_CARRIED = WeakIdKeyDictionary()
 _KERNELS = None
 
 
 def invalidate_carried_rms(params: Sequence[Tensor] | None = None) -> None:
     """Forget the carried sums of squares (of ``params``, or of all)."""
     if params is None:
-        _CARRIED.clear()
-    else:
-        for p in params:
-            _CARRIED.pop(p, None)
+        for entry in _SETS.values():
+            entry.version[:] = -1
+        return
+    ids = {id(p) for p in params}
+    for entry in _SETS.values():
+        for q, ref in enumerate(entry.refs):
+            if id(ref()) in ids:
+                entry.version[q] = -1
 
 
 def unsupported_reason(params: Sequence[Tensor], grads: Sequence[Tensor], factor_dims: str) -> str | None:
@@ -163,6 +178,7 @@ class _Plan:
             vmeta.append((numel, len(vtiles), nt))
             vtiles += [(t, c) for c in range(nt)]
         self.vmeta = np.array(vmeta, dtype=np.int64).reshape(-1, 3)
+        self.vnumel = sum(v[0] for v in vmeta)
         self.vtiles = np.array(vtiles, dtype=np.int64).reshape(-1, 2)
         self.vpart_g = np.zeros(len(vtiles))
         self.vpart_u = np.zeros(len(vtiles))
@@ -177,6 +193,49 @@ def _plan(shapes, pairs) -> _Plan:
             _PLANS.clear()
         plan = _PLANS[key] = _Plan(shapes, pairs)
     return plan
+
+
+class _Set:
+    """One bucket of a step (the parameters of one dtype), kept between steps while the same tensors, of the
+    same shapes, are stepped together: its plan, the order of its tensors in the kernels' tables, and the
+    carried sums of squares of X with the ``_version`` each was written at."""
+
+    def __init__(self, ps, idx, pairs, plan):
+        self.refs = [weakref.ref(p) for p in ps]
+        self.shapes = [p.shape for p in ps]
+        self.plan = plan
+        self.order = list(plan.fac) + list(plan.vec)  # bucket position of the q-th table entry
+        self.where = [idx[q] for q in self.order]  # index into the step's lists
+        self.nf = len(plan.fac)
+        self.numel = np.array([ps[q].numel() for q in self.order], dtype=np.float64)
+        self.factored = np.array([pairs[q] is not None for q in self.order])
+        self.version = np.full(len(ps), -1, dtype=np.int64)  # -1: nothing carried
+        self.sumsq = np.zeros(len(ps))
+
+    def same_tensors(self, ps) -> bool:
+        return all(ref() is p for ref, p in zip(self.refs, ps))
+
+
+#: Bucket key (dtype, factor_dims, ids of the parameters, which lack a column statistic) -> _Set (whose shapes
+#: and weak references are checked too: an id can be reused, a shape changed through ``.data``).
+_SETS: OrderedDict = OrderedDict()
+_MAX_SETS = 16
+
+
+def _set_for(dtype, idx, params, stats_c, factor_dims, _factor_pair) -> _Set:
+    ps = [params[k] for k in idx]
+    key = (dtype, factor_dims, tuple(map(id, ps)), tuple(stats_c[k] is None for k in idx))
+    shapes = [p.shape for p in ps]
+    entry = _SETS.get(key)
+    if entry is not None and entry.shapes == shapes and entry.same_tensors(ps):
+        _SETS.move_to_end(key)
+        return entry
+    shapes = [tuple(s) for s in shapes]
+    pairs = [_factor_pair(s, factor_dims) if stats_c[k] is not None else None for s, k in zip(shapes, idx)]
+    entry = _SETS[key] = _Set(ps, idx, pairs, _plan(shapes, pairs))
+    while len(_SETS) > _MAX_SETS:
+        _SETS.popitem(last=False)
+    return entry
 
 
 def _ptrs(tensors) -> np.ndarray:
@@ -196,7 +255,6 @@ def fused_adafactor_cpu(
     """
     from optbook.optim.adafactor import _factor_pair
 
-    torch._foreach_add_(steps, 1.0)
     K = _kernels()
     import numba
 
@@ -209,6 +267,8 @@ def fused_adafactor_cpu(
     for k, p in enumerate(params):
         if p.numel():
             by_dtype.setdefault(p.dtype, []).append(k)
+        else:
+            steps[k].add_(1.0)  # as torch._foreach_add_(steps, 1.0) on the eager path
     for dtype, idx in by_dtype.items():
         _bucket(K, dtype, idx, params, grads, stats_r, stats_c, steps, exp_avgs, nonfinite_skips, lr, beta2_decay,
                 eps1, eps2, d, weight_decay, beta1, relative_step, scale_parameter, factor_dims, maximize,
@@ -227,59 +287,64 @@ class _Serial:
 
 def _bucket(K, dtype, idx, params, grads, stats_r, stats_c, steps, exp_avgs, skips, lr, tau, eps1, eps2, d, wd,
             beta1, relative_step, scale_parameter, factor_dims, maximize, sr, generator, _factor_pair):
-    ps = [params[k] for k in idx]
-    shapes = [tuple(p.shape) for p in ps]
-    pairs = [_factor_pair(s, factor_dims) if stats_c[k] is not None else None for s, k in zip(shapes, idx)]
-    plan = _plan(shapes, pairs)
+    S = _set_for(dtype, idx, params, stats_c, factor_dims, _factor_pair)
+    plan, where, nf = S.plan, S.where, S.nf
     mark = np.empty(0, dtype=_MARK[dtype])
-    kk = len(ps)
+    kk = len(where)
+    momentum = beta1 is not None
+    ps = [params[k] for k in where]  # table order: factored tensors first, then vectors
+    gp = _ptrs([grads[k] for k in where])
+    xp = _ptrs(ps)
+    rp = _ptrs([stats_r[k] for k in where])
+    cp = _ptrs([stats_c[k] for k in where])
+    mp = _ptrs([exp_avgs[k] for k in where]) if momentum else np.zeros(kk, dtype=np.int64)
+    # The step counters, += 1 in float32 as torch._foreach_add_(steps, 1.0) does; t as float64.
+    st = [steps[k] for k in where]
+    t = np.empty(kk)
+    K.bump_steps(_ptrs(st), t)
+    torch.autograd.graph.increment_version(st)
     # Schedules, as the eager path computes them: float64, rounded once to float32.
-    t = torch.stack([steps[k] for k in idx]).double().numpy()
     w64 = t ** tau
     w = w64.astype(np.float32).astype(np.float64)
     b2 = (1.0 - w64).astype(np.float32).astype(np.float64)
     rho = (np.minimum(1.0 / np.sqrt(t), lr) if relative_step else np.full(kk, lr)).astype(np.float32).astype(np.float64)
-    # Carried sums of squares of X (NaN: re-read X in pass 1).
-    xsq = np.full(kk, np.nan)
+    # Carried sums of squares of X, valid while the parameter's _version is the one we left.
     if scale_parameter:
-        for q, p in enumerate(ps):
-            c = _CARRIED.get(p)
-            if c is not None and c[0] == p._version:
-                xsq[q] = c[1]
-    need_x = np.isnan(xsq) & scale_parameter
+        need_x = S.version != np.array([p._version for p in ps], dtype=np.int64)
+        xsq = np.where(need_x, np.nan, S.sumsq)
+    else:
+        need_x = np.zeros(kk, dtype=np.bool_)
+        xsq = np.full(kk, np.nan)
     seeds = np.zeros(kk, dtype=np.int64)
     if sr and dtype != torch.float32:
-        seeds = torch.randint(0, 1 << 62, (kk,), dtype=torch.int64, generator=generator).numpy().copy()
+        # One seed per tensor, drawn in the order of the parameters; table entry j takes that of S.order[j].
+        drawn = torch.randint(0, 1 << 62, (kk,), dtype=torch.int64, generator=generator).numpy()
+        seeds = drawn[np.array(S.order, dtype=np.int64)]
     finite = np.ones(kk, dtype=np.bool_)
     sumsq_u = np.zeros(kk)
-    fac, vec = plan.fac, plan.vec
-    gp, xp = _ptrs(grads[idx[q]] for q in range(kk)), _ptrs(ps)
-    rp = _ptrs(stats_r[idx[q]] for q in range(kk))
-    cp = _ptrs(stats_c[idx[q]] for q in range(kk))
-    mp = _ptrs((exp_avgs[idx[q]] if beta1 is not None else None) for q in range(kk))
-    fi = np.array(fac, dtype=np.int64)
-    vi = np.array(vec, dtype=np.int64)
-    if len(fac):
-        K.pass1(plan.tiles, plan.meta, gp[fi], xp[fi], need_x[fi], plan.rowpart, plan.colpart, plan.part_x, LANES,
+    F, V = slice(0, nf), slice(nf, kk)
+    nv = kk - nf
+    if nf:
+        K.pass1(plan.tiles, plan.meta, gp[F], xp[F], need_x[F], plan.rowpart, plan.colpart, plan.part_x, LANES,
                 mark)
-        ffin = np.ones(len(fac), dtype=np.bool_)
-        K.reduce1(plan.meta, rp[fi], cp[fi], plan.rowpart, plan.colpart, b2[fi], w[fi], eps1, plan.rowf, plan.colf,
+        ffin = finite[F]
+        K.reduce1(plan.meta, rp[F], cp[F], plan.rowpart, plan.colpart, b2[F], w[F], eps1, plan.rowf, plan.colf,
                   ffin)
-        finite[fi] = ffin
-        K.pass2(plan.tiles, plan.meta, gp[fi], ffin, plan.rowf, plan.colf, plan.part_u, LANES, mark)
-        fx, fu = np.zeros(len(fac)), np.zeros(len(fac))
+        K.pass2(plan.tiles, plan.meta, gp[F], ffin, plan.rowf, plan.colf, plan.part_u, LANES, mark)
+        fx, fu = np.zeros(nf), np.zeros(nf)
         K.tile_sums(plan.tiles, plan.part_x, plan.part_u, fx, fu)
-        sumsq_u[fi] = fu
-        xsq[fi] = np.where(need_x[fi], fx, xsq[fi])
-    if len(vec):
-        vfin = np.ones(len(vec), dtype=np.bool_)
-        vx, vu = np.zeros(len(vec)), np.zeros(len(vec))
-        K.vpass1(plan.vtiles, plan.vmeta, gp[vi], xp[vi], rp[vi], need_x[vi], b2[vi], w[vi], eps1,
+        sumsq_u[F] = fu
+        xsq[F] = np.where(need_x[F], fx, xsq[F])
+    # Vectors (biases, norms) are usually far too small to be worth starting the thread pool for.
+    KV = K if isinstance(K, _Serial) or plan.vnumel >= SERIAL_BELOW else _Serial(K)
+    if nv:
+        vfin = finite[V]
+        vx, vu = np.zeros(nv), np.zeros(nv)
+        KV.vpass1(plan.vtiles, plan.vmeta, gp[V], xp[V], rp[V], need_x[V], b2[V], w[V], eps1,
                  plan.vpart_g, plan.vpart_u, plan.vpart_x, vfin, vx, vu, mark)
-        finite[vi] = vfin
-        sumsq_u[vi] = vu
-        xsq[vi] = np.where(need_x[vi], vx, xsq[vi])
-    numel = np.array([p.numel() for p in ps], dtype=np.float64)
+        sumsq_u[V] = vu
+        xsq[V] = np.where(need_x[V], vx, xsq[V])
+    numel = S.numel
     # The step scale, in float32 as the eager path rounds it.
     clip = np.maximum(np.sqrt(sumsq_u / numel) / d, 1.0).astype(np.float32).astype(np.float64)
     if scale_parameter:
@@ -289,36 +354,37 @@ def _bucket(K, dtype, idx, params, grads, stats_r, stats_c, steps, exp_avgs, ski
         alpha = rho
     scale = (alpha.astype(np.float32) / clip.astype(np.float32)).astype(np.float64)
     sign = 1.0 if maximize else -1.0
-    momentum = beta1 is not None
     if momentum:
         scale = scale * -sign
     decay = float(np.float32(1.0 - lr * wd))
     weight = float(np.float32(1.0 - beta1)) if momentum else 0.0
     sr_on = bool(sr and dtype != torch.float32)
-    if len(fac):
-        K.pass3(plan.tiles, plan.meta, gp[fi], xp[fi], mp[fi], ffin, plan.rowf, plan.colf, scale[fi], decay, sign,
-                momentum, weight, sr_on, seeds[fi], plan.part_x, LANES, mark)
-        fx, fu = np.zeros(len(fac)), np.zeros(len(fac))
+    if nf:
+        K.pass3(plan.tiles, plan.meta, gp[F], xp[F], mp[F], ffin, plan.rowf, plan.colf, scale[F], decay, sign,
+                momentum, weight, sr_on, seeds[F], plan.part_x, LANES, mark)
+        fx, fu = np.zeros(nf), np.zeros(nf)
         K.tile_sums(plan.tiles, plan.part_x, plan.part_u, fx, fu)
-        xsq[fi] = np.where(ffin, fx, xsq[fi])
-    if len(vec):
-        vx = np.zeros(len(vec))
-        K.vpass3(plan.vtiles, plan.vmeta, gp[vi], xp[vi], rp[vi], mp[vi], vfin, b2[vi], w[vi], eps1, scale[vi],
-                 decay, sign, momentum, weight, sr_on, seeds[vi], plan.vpart_x, vx, mark)
-        xsq[vi] = np.where(vfin, vx, xsq[vi])
-    inc = torch.autograd.graph.increment_version
-    for q, p in enumerate(ps):
-        if finite[q]:
-            inc(p)
-            if momentum:
-                inc(exp_avgs[idx[q]])
-            inc(stats_r[idx[q]])
-            if stats_c[idx[q]] is not None:
-                inc(stats_c[idx[q]])
-        else:
-            skips[idx[q]].add_(1)
-        if scale_parameter and not math.isnan(xsq[q]):
-            _CARRIED[p] = (p._version, float(xsq[q]))
+        xsq[F] = np.where(ffin, fx, xsq[F])
+    if nv:
+        vx = np.zeros(nv)
+        KV.vpass3(plan.vtiles, plan.vmeta, gp[V], xp[V], rp[V], mp[V], vfin, b2[V], w[V], eps1, scale[V],
+                 decay, sign, momentum, weight, sr_on, seeds[V], plan.vpart_x, vx, mark)
+        xsq[V] = np.where(vfin, vx, xsq[V])
+    # What the step wrote: bump the versions, as in-place ops would.
+    written = [p for p, ok in zip(ps, finite) if ok]
+    if momentum:
+        written += [exp_avgs[k] for k, ok in zip(where, finite) if ok]
+    written += [stats_r[k] for k, ok in zip(where, finite) if ok]
+    written += [stats_c[k] for k, ok, fac in zip(where, finite, S.factored) if ok and fac]
+    torch.autograd.graph.increment_version(written)
+    if not finite.all():
+        for k, ok in zip(where, finite):
+            if not ok:
+                skips[k].add_(1)
+    if scale_parameter:
+        ok = ~np.isnan(xsq)
+        S.version[:] = np.where(ok, np.array([p._version for p in ps], dtype=np.int64), -1)
+        S.sumsq[:] = np.where(ok, xsq, 0.0)
 
 
 # ---------------------------------------------------------------------- kernels
