@@ -4,8 +4,9 @@ The chapter on update clipping trains multinomial logistic regression
 (:class:`optbook.reference.instability.SoftmaxRegressionTask`) with the NumPy reference Adafactor for
 every combination of a cap on :math:`\rho_t`, a decay schedule :math:`\hat\beta_{2t}` and a clipping
 threshold :math:`d`. One run is one draw: the mini-batch order and the start point :math:`X_0` are random.
-:func:`seed_runs` repeats every configuration for seeds :math:`s = 1, \dots, S`, each with its own batch
-order (``dataclasses.replace(task, seed=s)``) and its own start (``task.init(scale, seed=s)``), and keeps
+:func:`seed_runs` repeats every configuration for each seed :math:`s` of a given list (the chapter uses
+:math:`s = 0, \dots, 4`), each with its own batch order (``dataclasses.replace(task, seed=s)``) and its own start
+(``task.init(scale, seed=s)``, entries :math:`N(0, \text{scale}^2)`), and keeps
 
 * for every run the scalars of :func:`run_statistics` (final losses, peak loss, the size of the
   loss spike after a jump of the gradient scale at :math:`t_0`, ...), one list over seeds per scalar,
@@ -80,7 +81,8 @@ def run_statistics(
     else 0.0), ``final_train`` and ``final_test`` (the last losses, :math:`+\infty` for a diverged run),
     ``initial_train`` (the loss at :math:`X_0`), ``peak_train`` (the largest training loss) and
     ``peak_ratio`` (``peak_train / initial_train``), ``max_rms_x`` (largest :math:`\mathrm{RMS}(X_t)`),
-    ``frac_clipped`` (fraction of steps with :math:`\mathrm{RMS}(U_t) > 1` before clipping),
+    ``frac_clipped`` (fraction of steps with :math:`\mathrm{RMS}(U_t) > 1` before clipping, counted
+    whether or not the run clips),
     ``steps_rms_u_below_1e-2`` and ``min_rms_u`` (how far the update collapsed), ``grad_rms_end``
     (RMS of the mini-batch gradient of the last step at the final weights; :math:`+\infty` if they are not finite),
     and with ``x0`` (the start point) ``grad_rms_start``, the RMS of the mini-batch gradient of step 1 at ``x0``.
