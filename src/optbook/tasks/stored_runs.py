@@ -8,7 +8,8 @@ it would leave numbers on the page that nothing checks. The compromise is this:
 1. The full runs are stored once, by the author, in a JSON file beside the
    chapter (``book/data/``), together with a *key* that describes the
    experiment (model sizes, steps, seeds, optimizer settings).
-2. Every time the chapter runs, each configuration is trained **live** for its
+2. Every time the chapter runs, each configuration (or each run that ``check``
+   names, say one seed per configuration) is trained **live** for its
    first ``check_steps`` steps. Its training losses, and its validation losses
    at the steps both runs evaluated, must agree with the stored curve to a
    relative ``rtol``. Float64 training is deterministic up to the last bits of
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ class StoredRuns:
 
     ``runs`` holds the full-length runs (stored or just computed), ``extras``
     what each runner returned beside its run, from the live run (after
-    ``check_steps`` steps, or after all of them when ``recomputed``), and
+    ``check_steps`` steps, for the runs that ``check`` names; after all of them,
+    for every run, when ``recomputed``), and
     ``max_rel_diff`` the largest relative difference found by the live check
     (0 when the runs were recomputed).
     """
@@ -121,18 +123,29 @@ def run_or_load(
     check_steps: int,
     rtol: float = 1e-9,
     recompute: bool | None = None,
+    check: Collection[str] | None = None,
 ) -> StoredRuns:
-    """Load the stored full-length runs and re-check each one live, or compute and store them.
+    """Load the stored full-length runs and re-check them live, or compute and store them.
 
     ``key`` (JSON-serialisable) describes the experiment; ``runners[name](n)``
     trains configuration ``name`` from scratch for ``n`` steps. With
-    ``recompute=None`` the decision follows ``$OPTBOOK_RECOMPUTE``.
+    ``recompute=None`` the decision follows ``$OPTBOOK_RECOMPUTE``. ``check``
+    names the runs that are re-trained live on load (default: every run), for
+    example one seed of each configuration when the others differ only in the
+    seed; ``extras`` then holds only those runs' extras.
     """
     path = Path(path)
     if not 1 <= check_steps <= steps:
         raise ValueError(f"check_steps must be between 1 and steps={steps}, got {check_steps}.")
     if not runners:
         raise ValueError("runners is empty; pass at least one configuration to run.")
+    if check is None:
+        check = list(runners)
+    elif isinstance(check, str) or not check or not set(check) <= set(runners):
+        raise ValueError(f"check must be a non-empty collection of names from runners, got {check!r}; "
+                         f"pass names such as {next(iter(runners))!r}, or None to check every run.")
+    else:
+        check = [name for name in runners if name in set(check)]
     if recompute is None:
         recompute = _recompute_requested()
     stored = None if recompute else _load(path)
@@ -152,8 +165,8 @@ def run_or_load(
 
     runs = {name: _run_from_dict(stored["runs"][name]) for name in runners}
     extras, worst = {}, 0.0
-    for name, runner in runners.items():
-        live, extras[name] = runner(check_steps)
+    for name in check:
+        live, extras[name] = runners[name](check_steps)
         diff = _relative_difference(live, runs[name])
         if not diff <= rtol:
             raise StoredRunsMismatch(
