@@ -37,6 +37,24 @@ def minimize(
     The gradient comes from ``problem.grad`` (exact, in float64), so the only
     thing under test is the optimizer's update rule.
     """
+    xs_arr, optimizer = _iterates(problem, make_optimizer, steps)
+    losses = np.array([problem.loss(xk) for xk in xs_arr], dtype=float)
+    return Trace(name or type(optimizer).__name__, xs_arr, losses)
+
+
+def minimize_iterates(
+    problem: Problem,
+    make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
+    steps: int,
+) -> np.ndarray:
+    """The iterates ``(steps + 1, *x0.shape)`` of :func:`minimize`, without evaluating the loss at each of them.
+
+    ``minimize(...).x`` is the same array; use this when only the path is compared.
+    """
+    return _iterates(problem, make_optimizer, steps)[0]
+
+
+def _iterates(problem: Problem, make_optimizer, steps: int):
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}.")
     x = torch.tensor(problem.x0, dtype=torch.float64, requires_grad=True)
@@ -47,9 +65,7 @@ def minimize(
         x.grad = torch.as_tensor(problem.grad(x.detach().numpy()), dtype=torch.float64).clone()
         optimizer.step()
         xs.append(x.detach().numpy().copy())
-    xs_arr = np.stack(xs)
-    losses = np.array([problem.loss(xk) for xk in xs_arr], dtype=float)
-    return Trace(name or type(optimizer).__name__, xs_arr, losses)
+    return np.stack(xs), optimizer
 
 
 def trace_reference(problem: Problem, step: Callable, steps: int, name: str, **kwargs) -> Trace:

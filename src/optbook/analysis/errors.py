@@ -18,6 +18,7 @@ __all__ = [
     "relative_error",
     "running_mean_errors",
     "mean_running_mean_errors",
+    "running_mean_error_curves",
 ]
 
 # Public functions that compose formulas, measure, or build objects rather than
@@ -25,6 +26,7 @@ __all__ = [
 __helpers__ = (
     "running_mean_errors",
     "mean_running_mean_errors",
+    "running_mean_error_curves",
 )
 
 
@@ -76,6 +78,26 @@ def mean_running_mean_errors(
     ``rng = np.random.default_rng(seed + r)`` and measures the relative error of their
     running mean at each :math:`S` in ``counts``. Returns the mean over runs, one value per count.
     """
+    return np.mean(running_mean_error_curves(draw, exact, counts, n_samples=n_samples, repetitions=repetitions,
+                                             seed=seed), axis=0)
+
+
+def running_mean_error_curves(
+    draw: Callable[[np.random.Generator], np.ndarray],
+    exact: np.ndarray,
+    counts: Sequence[int],
+    *,
+    n_samples: int,
+    repetitions: int,
+    seed: int,
+) -> np.ndarray:
+    r"""The :func:`running_mean_errors` curve of each of the ``repetitions`` runs, shape ``(repetitions, len(counts))``.
+
+    Run ``r`` draws ``n_samples`` estimates with ``draw(rng)`` from
+    ``rng = np.random.default_rng(seed + r)``, so the first :math:`S` draws of a run, and
+    its curve up to :math:`S`, do not depend on ``n_samples``. :func:`mean_running_mean_errors`
+    is the mean of these rows.
+    """
     if not callable(draw):
         raise TypeError("draw must be a callable rng -> one estimate (an array of the shape of exact).")
     if int(repetitions) != repetitions or repetitions < 1:
@@ -85,4 +107,4 @@ def mean_running_mean_errors(
         rng = np.random.default_rng(seed + rep)
         samples = np.stack([draw(rng) for _ in range(n_samples)])
         curves.append(running_mean_errors(samples, exact, counts))
-    return np.mean(curves, axis=0)
+    return np.array(curves, dtype=float)

@@ -26,6 +26,10 @@ __all__ = [
     "heading_error",
     "first_exit",
     "trace_path",
+    "trace_path_to_exit",
+    "rule_heading_error",
+    "final_losses_over_grid",
+    "best_from_grid",
     "best_path",
     "heading_error_at_fraction",
     "PATH_RULES",
@@ -41,6 +45,10 @@ __helpers__ = (
     "escape_steps_over_lr",
     "power_law_exponent",
     "trace_path",
+    "trace_path_to_exit",
+    "rule_heading_error",
+    "final_losses_over_grid",
+    "best_from_grid",
     "best_path",
     "heading_error_at_fraction",
 )
@@ -129,7 +137,7 @@ def escape_steps_over_lr(name: str, problem: Problem, lrs: Sequence[float], step
     """Steps until ``|y| > threshold`` for rule ``name`` at each learning rate in ``lrs`` (``-1`` where it never leaves)."""
     out = []
     for lr in lrs:
-        hit = first_exit(trace_path(name, problem, float(lr), steps), threshold)
+        hit = first_exit(trace_path_to_exit(name, problem, float(lr), steps, threshold), threshold)
         out.append(-1 if hit is None else hit)
     return np.asarray(out, dtype=np.int64)
 
@@ -161,6 +169,67 @@ def trace_path(name: str, problem: Problem, lr: float, steps: int, *, seed: int 
     Rademacher Hutchinson probe of finite-difference Hessian-vector products every
     :math:`k = 10` steps (probes drawn from ``seed``).
     """
+    return _trace(name, problem, lr, steps, seed=seed)
+
+
+def trace_path_to_exit(name: str, problem: Problem, lr: float, max_steps: int, threshold: float = 1.0, *,
+                       axis: int = 1, min_steps: int = 0, seed: int = 0) -> np.ndarray:
+    r"""``trace_path(name, problem, lr, max_steps)`` up to its first exit, without computing the rest.
+
+    The path ends at step :math:`\max(t_{\mathrm{exit}}, m)`, where :math:`t_{\mathrm{exit}}` is
+    :func:`first_exit` ``(path, threshold, axis)`` and :math:`m` is ``min_steps``, or at ``max_steps``
+    if it never exits. Every returned row equals the same row of the full :func:`trace_path`
+    (the rules are deterministic), so :func:`first_exit` of the result is that of the full path,
+    at a fraction of the cost when the exit comes early. ``min_steps`` keeps a prefix of known
+    length for plotting.
+    """
+    threshold, max_steps, min_steps = float(threshold), int(max_steps), int(min_steps)
+    if not (np.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be a finite number >= 0 (the |coordinate| that counts as an exit), got {threshold!r}.")
+    if max_steps < 0 or min_steps < 0:
+        raise ValueError(f"max_steps and min_steps must be >= 0, got {max_steps} and {min_steps}.")
+    if not 0 <= axis < np.asarray(problem.x0).shape[-1]:
+        raise ValueError(f"axis must index a coordinate of x0 (0 to {np.asarray(problem.x0).shape[-1] - 1}), got {axis!r}.")
+    exited = [bool(np.abs(np.asarray(problem.x0, dtype=float)[axis]) > threshold)]  # x0 itself may be out
+    if exited[0] and min_steps == 0:
+        return np.asarray(problem.x0, dtype=float)[None].copy()
+    taken = [0]
+
+    def stop_when(x):
+        taken[0] += 1
+        exited[0] = exited[0] or bool(np.abs(x[axis]) > threshold)
+        return exited[0] and taken[0] >= min_steps
+
+    return _trace(name, problem, lr, max_steps, seed=seed, stop_when=stop_when)
+
+
+def rule_heading_error(name: str, problem: Problem, lr: float, max_steps: int, fraction: float = 0.25, *,
+                       seed: int = 0) -> float:
+    r""":func:`heading_error_at_fraction` of ``trace_path(name, problem, lr, max_steps)``, tracing only as far as it needs.
+
+    The angle is taken at the first step where the path has covered the share ``fraction``
+    of the straight-line distance from ``problem.x0`` to ``problem.minimizer``, so the run
+    stops there: the rows it computes are those of the full path, and the angle is the same.
+    NaN if the path does not get that far within ``max_steps``.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], the share of the distance to the minimum; got {fraction!r}.")
+    if int(max_steps) != max_steps or max_steps < 0:
+        raise ValueError(f"max_steps must be a whole number >= 0, got {max_steps!r}.")
+    if problem.minimizer is None:
+        raise ValueError(f"problem {problem.name!r} has no known minimizer to aim at; give the Problem one.")
+    x0, minimizer = np.asarray(problem.x0, dtype=float), np.asarray(problem.minimizer, dtype=float)
+    goal = fraction * np.linalg.norm(minimizer - x0)
+
+    def stop_when(x):  # the comparison heading_error_at_fraction makes, row by row
+        return bool(np.linalg.norm((np.asarray(x, dtype=float) - x0)[None], axis=1)[0] >= goal)
+
+    path = _trace(name, problem, lr, int(max_steps), seed=seed, stop_when=stop_when)
+    return heading_error_at_fraction(path, minimizer, fraction)
+
+
+def _trace(name: str, problem: Problem, lr: float, steps: int, *, seed: int = 0, stop_when=None) -> np.ndarray:
+    """:func:`trace_path`, ended early once ``stop_when(x)`` returns true after a step (``None``: never)."""
     from optbook.reference import adafactor as af
     from optbook.reference import (
         adadelta_step,
@@ -191,16 +260,26 @@ def trace_path(name: str, problem: Problem, lr: float, steps: int, *, seed: int 
     }
     if name in simple:
         step_fn, kw = simple[name]
-        return run(step_fn, x0, grad, steps, lr=lr, **kw).xs
+        return run(step_fn, x0, grad, steps, lr=lr, stop_when=stop_when, **kw).xs
     if name == "AdaDelta":
-        return run(adadelta_step, x0, grad, steps, eps=lr).xs
+        return run(adadelta_step, x0, grad, steps, eps=lr, stop_when=stop_when).xs
     if name == "Sophia":
         rng = np.random.default_rng(seed)
         hvp = finite_difference_hvp(grad)
         return run(sophia_step, x0, grad, steps, lr=lr, weight_decay=0.0,
-                   h_hat=lambda x: hutchinson_diagonal(hvp, x, rng)).xs
+                   h_hat=lambda x: hutchinson_diagonal(hvp, x, rng), stop_when=stop_when).xs
     if name == "Adafactor":
-        _, state = af.run(x0, grad, steps, af.AdafactorHyperparameters(rho_cap=lr), record=True)
+        hp = af.AdafactorHyperparameters(rho_cap=lr)
+        if stop_when is None:
+            _, state = af.run(x0, grad, steps, hp, record=True)
+        else:  # af.run's loop, ended early
+            state, x = af.AdafactorState(), np.array(x0, dtype=float, copy=True)
+            for _ in range(int(steps)):
+                x = af.step(x, grad(x), state, hp, record=True)
+                if stop_when(np.asarray(state.history[-1]["X"], dtype=float)):
+                    break
+        if not state.history:
+            return np.asarray(x0, dtype=float)[None].copy()
         return np.concatenate([np.asarray(x0, dtype=float)[None], np.stack([h["X"] for h in state.history])])
     raise ValueError(f"unknown rule {name!r}; choose one of {PATH_RULES}.")
 
@@ -220,6 +299,36 @@ def best_path(name: str, problem: Problem, lrs: Sequence[float], steps: int, *, 
         if best[1] is None or final < best[0]:
             best = (final, float(lr), xs)
     return best[1], best[2]
+
+
+def final_losses_over_grid(name: str, problem: Problem, lrs: Sequence[float], steps: int, *, seed: int = 0) -> list[float]:
+    """The loss at the end of ``trace_path(name, problem, lr, steps)`` for each ``lr`` in ``lrs``.
+
+    A path that overflows or ends with a non-finite loss gives ``inf``, as in :func:`best_path`;
+    :func:`best_from_grid` then picks the same learning rate that :func:`best_path` would.
+    """
+    finals = []
+    for lr in lrs:
+        with np.errstate(over="ignore", invalid="ignore"):
+            xs = trace_path(name, problem, float(lr), steps, seed=seed)
+            final = float(problem.loss(xs[-1])) if np.all(np.isfinite(xs)) else np.inf
+        finals.append(final if np.isfinite(final) else np.inf)
+    return finals
+
+
+def best_from_grid(lrs: Sequence[float], final_losses: Sequence[float | str]) -> tuple[float, float]:
+    """``(lr, loss)``: the ``lr`` of ``lrs`` with the lowest final loss (the first of equals), as :func:`best_path` picks it.
+
+    ``final_losses`` come from :func:`final_losses_over_grid`, possibly through a stored
+    JSON file, where an infinite loss is the string ``"inf"``.
+    """
+    finals = np.array([float(v) for v in final_losses], dtype=float)
+    lrs = as_array(lrs, "lrs")
+    if lrs.ndim != 1 or finals.shape != lrs.shape or lrs.size == 0:
+        raise ValueError(f"lrs and final_losses must be 1-D of the same non-zero length, got {lrs.shape} and {finals.shape}.")
+    finals = np.where(np.isfinite(finals), finals, np.inf)
+    best = int(np.argmin(finals))
+    return float(lrs[best]), float(finals[best])
 
 
 def heading_error_at_fraction(path: np.ndarray, minimizer: np.ndarray, fraction: float = 0.25) -> float:

@@ -29,7 +29,8 @@ def _matrix(a) -> np.ndarray:
     a = as_array(a, "A")
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise ValueError(f"A must be a square matrix, got shape {a.shape}.")
-    if not np.allclose(a, a.T):
+    # Exact symmetry is the common case and cheap to test; allclose (slow) only decides the rest.
+    if not np.array_equal(a, a.T) and not np.allclose(a, a.T):
         raise ValueError("A must be symmetric (it is the Hessian of the quadratic).")
     return a
 

@@ -131,16 +131,28 @@ def adam_direction(m_hat: np.ndarray, v_hat: np.ndarray, eps: float) -> np.ndarr
     return m_hat / (np.sqrt(v_hat) + check_nonnegative(eps, "eps", EPS_HINT_ZERO_DIVIDES))
 
 
+def _step_counts(t):
+    """``t`` as an ``int``, or an array of whole numbers as ``int64``; every step counts from 1."""
+    if np.ndim(t) == 0:
+        if int(t) != t or t < 1:
+            raise ValueError(f"t must be a whole number >= 1 (steps count from 1), got {t!r}.")
+        return int(t)
+    arr = np.asarray(t)
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number) or np.any(arr != np.round(arr)) or np.any(arr < 1):
+        raise ValueError("t must hold whole numbers >= 1 (steps count from 1), such as np.arange(1, 101).")
+    return arr.astype(np.int64)
+
+
 @symbol(r"\alpha_t = \eta \sqrt{1-\beta_2^t} / (1-\beta_1^t)", "Adam's combined step size")
 def combined_step_size(lr: float, beta1: float, beta2: float, t: int) -> float:
     r""":math:`\alpha_t = \eta\sqrt{1-\beta_2^t}/(1-\beta_1^t)`: both bias corrections in one scalar.
 
-    It starts at :math:`\eta\sqrt{1-\beta_2}/(1-\beta_1)` and tends to :math:`\eta`.
+    It starts at :math:`\eta\sqrt{1-\beta_2}/(1-\beta_1)` and tends to :math:`\eta`. ``t`` may also
+    be an array of steps, which gives the array of :math:`\alpha_t`.
     """
-    if int(t) != t or t < 1:
-        raise ValueError(f"t must be a whole number >= 1 (steps count from 1), got {t!r}.")
+    t = _step_counts(t)
     b1, b2 = check_beta(beta1, "beta1"), check_beta(beta2, "beta2")
-    return check_lr(lr) * np.sqrt(1.0 - b2 ** int(t)) / (1.0 - b1 ** int(t))
+    return check_lr(lr) * np.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
 
 
 @symbol(r"\hat\epsilon_t = \epsilon \sqrt{1-\beta_2^t}", "epsilon of the combined form that reproduces Adam exactly")
@@ -150,12 +162,12 @@ def equivalent_eps_hat(eps: float, beta2: float, t: int) -> float:
     With this :math:`\hat\epsilon_t` the combined form
     :math:`\alpha_t m_t/(\sqrt{v_t}+\hat\epsilon_t)` equals
     :math:`\eta\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)` exactly; a constant
-    :math:`\hat\epsilon` cannot, since the factor changes with :math:`t`.
+    :math:`\hat\epsilon` cannot, since the factor changes with :math:`t`. ``t`` may also be an
+    array of steps.
     """
-    if int(t) != t or t < 1:
-        raise ValueError(f"t must be a whole number >= 1 (steps count from 1), got {t!r}.")
+    t = _step_counts(t)
     eps = check_nonnegative(eps, "eps", EPS_HINT_ZERO_DIVIDES)
-    return eps * np.sqrt(1.0 - check_beta(beta2, "beta2") ** int(t))
+    return eps * np.sqrt(1.0 - check_beta(beta2, "beta2") ** t)
 
 
 @symbol(r"\theta_t = \theta_{t-1} - \alpha_t m_t / (\sqrt{v_t} + \hat\epsilon)", "Adam's step in the combined form")

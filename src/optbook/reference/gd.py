@@ -51,13 +51,14 @@ __all__ = [
     "minibatch_gradient",
     "minibatch_indices",
     "minibatch_grad_fn",
+    "independent_batch_grad_fn",
     "sgd_step",
     "sgdw_step",
 ]
 
 # Public functions that compose formulas or draw random numbers rather than
 # compute one book symbol; the notation test exempts them.
-__helpers__ = ("init_sgd_state", "minibatch_indices", "minibatch_grad_fn", "sgd_step", "sgdw_step")
+__helpers__ = ("init_sgd_state", "minibatch_indices", "minibatch_grad_fn", "independent_batch_grad_fn", "sgd_step", "sgdw_step")
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,31 @@ def minibatch_grad_fn(
 
     def grad(x: np.ndarray) -> np.ndarray:
         return minibatch_gradient(example_grads, x, next(batches))
+
+    return grad
+
+
+def independent_batch_grad_fn(
+    example_grads: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    n_examples: int,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A gradient function ``g(x)`` whose every call uses a batch drawn afresh, independently of the others.
+
+    Each call returns :func:`minibatch_gradient` on the first batch of a fresh
+    :func:`minibatch_indices` epoch: a uniformly random subset of ``batch_size``
+    examples, drawn independently of all earlier calls (for ``batch_size=1``, sampling
+    with replacement). :func:`minibatch_grad_fn` instead walks through the batches of
+    shuffled epochs, so that every example is used once per epoch.
+    """
+    # Validate now rather than on the first call inside a run.
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator such as np.random.default_rng(0), got {type(rng).__name__}.")
+    next(minibatch_indices(n_examples, batch_size, np.random.default_rng(0)))
+
+    def grad(x: np.ndarray) -> np.ndarray:
+        return minibatch_gradient(example_grads, x, next(minibatch_indices(n_examples, batch_size, rng)))
 
     return grad
 

@@ -26,6 +26,7 @@ e.g. ``optbook.tasks.digits``; the other modules are used by their names.
 
 from optbook.tasks import charlm, datasets, epoch_runs, experiments, least_squares, model_shapes, softmax, stored_results, stored_runs, text_corpus
 from optbook.tasks import long_run, t5_mini, vit_digits  # noqa: F401
+from optbook.tasks import adam_runs, lion_sophia_runs, visualising_runs  # noqa: F401
 from optbook.tasks.datasets import *  # noqa: F401,F403
 from optbook.tasks.softmax import *  # noqa: F401,F403
 from optbook.tasks.experiments import *  # noqa: F401,F403

@@ -68,21 +68,83 @@ def _split_standardise(x, y, test_fraction, seed):
     return (x[train] - mean) / std, y[train], (x[test] - mean) / std, y[test]
 
 
-def digits(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
-    """scikit-learn's bundled handwritten digits: 64 features, 10 classes."""
+def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:
+    """``(pixels, labels)`` of ``sklearn.datasets.load_digits()``, read from the file scikit-learn ships.
+
+    Importing scikit-learn takes seconds (it pulls in much of SciPy); its digits
+    loader only reads ``sklearn/datasets/data/digits.csv.gz`` with ``np.loadtxt``,
+    which this does directly, giving the same arrays. Falls back to the loader if
+    the file is not where it is expected.
+    """
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(root, "datasets", "data", "digits.csv.gz")
+        if path.is_file():
+            with gzip.open(path, mode="rt", encoding="utf-8") as f:
+                table = np.loadtxt(f, delimiter=",")
+            return table[:, :-1], table[:, -1].astype(int, copy=False)
     from sklearn.datasets import load_digits
 
     data = load_digits()
-    xtr, ytr, xte, yte = _split_standardise(data.data.astype(float), data.target, test_fraction, seed)
+    return data.data, data.target
+
+
+def digits(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
+    """scikit-learn's bundled handwritten digits: 64 features, 10 classes."""
+    pixels, labels = _bundled_digits()
+    xtr, ytr, xte, yte = _split_standardise(pixels.astype(float), labels, test_fraction, seed)
     return Dataset("digits", xtr, ytr, xte, yte, n_classes=10)
+
+
+def _bundled_diabetes() -> tuple[np.ndarray, np.ndarray]:
+    """``(features, target)`` of ``sklearn.datasets.load_diabetes()``, computed from the files scikit-learn ships.
+
+    As for :func:`_bundled_digits`, this avoids importing scikit-learn. Its loader reads
+    ``diabetes_data_raw.csv.gz`` and ``diabetes_target.csv.gz`` with ``np.loadtxt``, then
+    applies ``sklearn.preprocessing.scale`` and divides by the square root of the number of
+    rows; the same operations, in the same order, give the same arrays (a test compares them
+    with the loader's). Falls back to the loader if the files are not where they are expected.
+    """
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        paths = [Path(root, "datasets", "data", name) for name in ("diabetes_data_raw.csv.gz", "diabetes_target.csv.gz")]
+        if all(path.is_file() for path in paths):
+            tables = []
+            for path in paths:
+                with gzip.open(path, mode="rt", encoding="utf-8") as f:
+                    tables.append(np.loadtxt(f))
+            data, target = tables
+            # sklearn.preprocessing.scale(data, copy=False), step by step
+            mean, std = np.nanmean(data, axis=0), np.nanstd(data, axis=0)
+            data -= mean
+            mean_1 = np.nanmean(data, axis=0)
+            if not np.allclose(mean_1, 0):
+                data -= mean_1
+            std[std < 10 * np.finfo(std.dtype).eps] = 1.0
+            data /= std
+            mean_2 = np.nanmean(data, axis=0)
+            if not np.allclose(mean_2, 0):
+                data -= mean_2
+            data /= data.shape[0] ** 0.5
+            return data, target
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes()
+    return bunch.data, bunch.target
 
 
 def diabetes(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
     """scikit-learn's bundled diabetes regression data: 10 features, a standardised target."""
-    from sklearn.datasets import load_diabetes
-
-    data = load_diabetes()
-    xtr, ytr, xte, yte = _split_standardise(data.data.astype(float), data.target.astype(float), test_fraction, seed)
+    features, target = _bundled_diabetes()
+    xtr, ytr, xte, yte = _split_standardise(features.astype(float), target.astype(float), test_fraction, seed)
     mu, sd = ytr.mean(), ytr.std()
     return Dataset("diabetes", xtr, (ytr - mu) / sd, xte, (yte - mu) / sd)
 

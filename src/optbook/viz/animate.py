@@ -1,8 +1,8 @@
 """Animations of optimizer paths that play inside the built book, offline and reproducibly.
 
 :func:`animate_paths` draws the contours of a 2-D function once and moves
-every optimizer along its path, frame by frame, with
-``matplotlib.animation.FuncAnimation``. The result is matplotlib's JavaScript
+every optimizer along its path, frame by frame, drawing only what moves over a
+background rendered once, into matplotlib's ``HTMLWriter``. The result is matplotlib's JavaScript
 player (the HTML of ``Animation.to_jshtml``) with every frame embedded as a
 PNG, so the HTML page needs no extra files. :func:`offline_jshtml` makes that player fit
 the book:
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.animation import FuncAnimation, HTMLWriter
+from matplotlib.animation import HTMLWriter
 from PIL import Image
 
 __all__ = ["offline_jshtml", "draw_contours", "draw_paths", "animate_paths"]
@@ -86,7 +86,20 @@ class _PaletteHTMLWriter(HTMLWriter):
     def grab_frame(self, **savefig_kwargs):
         raw = BytesIO()
         self.fig.savefig(raw, format="png", dpi=self.dpi, **savefig_kwargs)
-        image = Image.open(raw).convert("RGB")
+        self._store(Image.open(raw).convert("RGB"))
+
+    def grab_drawn_frame(self):
+        """Store the frame the figure's Agg canvas has just drawn, without drawing it a second time.
+
+        ``savefig`` would render the figure again; the canvas's buffer already holds the
+        same pixels when the figure's dpi is the writer's.
+        """
+        if self.fig.dpi != self.dpi:
+            return self.grab_frame()
+        self._store(Image.frombuffer("RGBA", self.fig.canvas.get_width_height(physical=True),
+                                     self.fig.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB"))
+
+    def _store(self, image):
         palette = image.quantize(colors=self._colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
         out = BytesIO()
         palette.save(out, format="png", optimize=True)
@@ -187,6 +200,10 @@ def animate_paths(
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, loc="upper right")
     stamp = ax.set_title("")
+    # The paths, their dots and the title change from frame to frame; the spines and the legend lie above
+    # them. These are drawn on every frame, over a background (contours, axes, labels) rendered only once.
+    for artist in (*lines.values(), *dots.values(), stamp, ax.legend_, *ax.spines.values()):
+        artist.set_animated(True)
 
     def draw(frame: int):
         it = int(iterations[frame])
@@ -198,12 +215,21 @@ def animate_paths(
         stamp.set_text(f"{title}  iteration {it}".strip())
         return [*lines.values(), *dots.values(), stamp]
 
-    anim = FuncAnimation(fig, draw, frames=len(iterations), interval=interval_ms, blit=False)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             target = Path(tmp, "animation.html")
             writer = _PaletteHTMLWriter(fps=1000 / interval_ms, embed_frames=True, default_mode="once", colors=colors)
-            anim.save(str(target), writer=writer, dpi=dpi)
+            with writer.saving(fig, str(target), dpi):
+                fig.canvas.draw()  # the background: every artist that is not animated
+                background = fig.canvas.copy_from_bbox(fig.bbox)
+                # in the order a full draw would use: by zorder, ties in the order the artists were added
+                animated = sorted((a for a in ax.get_children() if a.get_animated()), key=lambda a: a.get_zorder())
+                for frame in range(len(iterations)):
+                    draw(frame)
+                    fig.canvas.restore_region(background)
+                    for artist in animated:
+                        ax.draw_artist(artist)
+                    writer.grab_drawn_frame()
             html = target.read_text()
     finally:
         plt.close(fig)
