@@ -161,3 +161,34 @@ def test_bad_hyperparameters_and_states():
         sr.crosscheck("Adam")
     with pytest.raises(TypeError):
         sm3.sm3_step(x, "abc")
+
+
+def test_numpy_step_optimizer_with_adamw_matches_torch_adamw():
+    p0, grads = sr.random_problem([(5, 4), (3,)], steps=6, seed=2)
+    hyper = dict(lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
+    ours, _ = sr.run_upstream(lambda p: sr.NumpyStepOptimizer(p, adam.adamw_step, **hyper), p0, grads)
+    torch_run, _ = sr.run_upstream(lambda p: torch.optim.AdamW(p, **hyper), p0, grads)
+    assert sr.max_relative_difference(ours, torch_run) < 1e-12
+
+
+def test_eight_bit_adamw_optimizer_runs_the_reference_and_counts_its_bytes():
+    from optbook.analysis.memory import optimizer_state_bytes
+
+    p0, grads = sr.random_problem([(50, 60), (7,)], steps=4, seed=3)
+    hyper = dict(lr=3e-3, weight_decay=1e-2)
+    ref = sr.run_reference(bq.adam8bit_step, p0, grads, **hyper)
+    ours, opt = sr.run_upstream(lambda p: sr.NumpyStepOptimizer(p, bq.adam8bit_step, **hyper), p0, grads)
+    assert sr.max_relative_difference(ours, ref) == 0.0
+    # one byte per number for m and for v, plus a float32 scale per block of 2048 (3000 entries: 2 blocks)
+    assert optimizer_state_bytes(opt) == 2 * (3000 + 2 * 4) + 2 * (7 + 4)
+
+
+def test_numpy_step_optimizer_bad_input_leaves_state_intact():
+    with pytest.raises(TypeError, match="step must be a callable"):
+        sr.NumpyStepOptimizer([torch.nn.Parameter(torch.ones(2))], "adam")
+    p = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = sr.NumpyStepOptimizer([p], bq.adam8bit_step, lr=-1.0)
+    p.grad = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="lr must be >= 0"):
+        opt.step()
+    assert torch.equal(p.detach(), torch.ones(3, dtype=torch.float64)) and len(opt.state[p]) == 0

@@ -257,7 +257,72 @@ def _galore_groups(model, rank):
             {"params": rest}]
 
 
+class NumpyStepOptimizer(torch.optim.Optimizer):
+    """A torch optimizer that applies a NumPy reference rule ``step(x, g, state, **hyper) -> (x, state)``
+    to every parameter, on float64 copies of the parameter and its gradient (for small models only).
+
+    The rule's state object lives in ``optimizer.state[p]["reference"]``; its NumPy arrays other than
+    codebooks are also exposed there as tensors sharing their memory (``"arrays"``-prefixed keys), so that
+    :func:`optbook.analysis.memory.optimizer_state_bytes` counts the bytes the rule keeps. Parameters
+    without a gradient are skipped. A rule that raises leaves the parameter and its state as they were.
+    """
+
+    def __init__(self, params, step: Callable, **hyper):
+        if not callable(step):
+            raise TypeError(f"step must be a callable step(x, g, state, **hyper), got {type(step).__name__}.")
+        super().__init__(params, {})
+        self._step_rule, self._hyper = step, dict(hyper)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                x = p.detach().cpu().numpy().astype(np.float64)
+                g = p.grad.detach().cpu().numpy().astype(np.float64)
+                st = self.state[p]
+                x_new, ref = self._step_rule(x, g, st.get("reference"), **self._hyper)
+                p.copy_(torch.from_numpy(np.asarray(x_new, dtype=np.float64)).to(p.dtype))
+                st.clear()
+                st["reference"] = ref
+                for i, arr in enumerate(_state_arrays(ref)):
+                    st[f"arrays{i}"] = torch.from_numpy(arr)
+        return loss
+
+
+def _state_arrays(obj, depth: int = 0):
+    """The NumPy arrays inside a reference state (dataclass fields, tuples, lists), codebooks left out."""
+    import dataclasses
+
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif depth > 4 or obj is None:
+        return
+    elif dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            if f.name != "codebook":
+                yield from _state_arrays(getattr(obj, f.name), depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _state_arrays(v, depth + 1)
+
+
+def _adam8bit(params, **hyper):
+    from optbook.reference.blockwise_quantised import adam8bit_step
+
+    return NumpyStepOptimizer(params, adam8bit_step, **hyper)
+
+
+__all__.append("NumpyStepOptimizer")
+
 #: For each method name, a factory of the model's optimizer for the character-LM runs, with one untuned learning rate per method.
+#: "8-bit AdamW" is the NumPy reference ``blockwise_quantised.adam8bit_step`` with torch AdamW's lr, betas, eps and
+#: weight decay (0.01), so that it differs from the "AdamW" entry only by its 8-bit states.
 OPTIMIZERS: dict[str, Callable] = {
     "AdamW": lambda m: torch.optim.AdamW(m.parameters(), lr=3e-3),
     "Adafactor": lambda m: __import__("optbook").Adafactor(m.parameters()),
@@ -266,6 +331,7 @@ OPTIMIZERS: dict[str, Callable] = {
     "Adam-mini": lambda m: _po().AdamMini(m, lr=3e-3, weight_decay=0.0, num_embeds=m.config.d_model,
                                           num_heads=m.config.n_heads),
     "GaLore": lambda m: _po().GaLore(_galore_groups(m, 8), lr=3e-3, foreach=False),
+    "8-bit AdamW": lambda m: _adam8bit(m.parameters(), lr=3e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2),
     "Shampoo": lambda m: _po().Shampoo(m.parameters(), lr=3e-3),
     "SOAP": lambda m: _po().SOAP(m.parameters(), lr=3e-3),
     "Muon": lambda m: _po().Muon(_muon_groups(m, 2e-2, 3e-3), foreach=False),
