@@ -60,7 +60,7 @@ together) the driver keeps the tile tables, the order of the tensors in them
 and the carried sums; a later step with the same tensors of the same shapes
 only reads their addresses. The step counters are advanced inside the kernels
 (in float32, as ``torch._foreach_add_(steps, 1.0)``). Steps of fewer than
-:data:`SERIAL_BELOW` entries, and the vectors of any step unless they are that
+``SERIAL_BELOW`` entries, and the vectors of any step unless they are that
 large, run on the calling thread: starting the thread pool costs more.
 
 Compilation is lazy (the first call) and cached on disk (``cache=True``), so
