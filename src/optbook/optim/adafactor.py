@@ -79,8 +79,10 @@ ones; on a GPU the whole tensor is one slab.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import warnings
+import weakref
 from numbers import Real
 from typing import Any, Callable, Iterable, Sequence
 
@@ -322,7 +324,10 @@ class Adafactor(Optimizer):
     or complex gradients, non-floating-point parameters and state of the wrong
     layout; :meth:`load_state_dict` refuses a state dict whose shapes do not
     match the parameters. Every check runs before anything is written, so a
-    refused call leaves all parameters and all state as they were.
+    refused call leaves all parameters and all state as they were. A step
+    does not repeat a check that passed at an earlier step when nothing it
+    reads has changed (the same option values, the same state tensors with
+    the same shapes, dtypes and devices, gradients of the same layout).
     """
 
     def __init__(
@@ -364,6 +369,7 @@ class Adafactor(Optimizer):
         #: The ``torch.Generator`` that stochastic rounding draws from (on the
         #: parameters' device); ``None`` uses torch's default generator.
         self.generator: torch.Generator | None = None
+        self._forget_checks()
         super().__init__(params, defaults)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -380,6 +386,7 @@ class Adafactor(Optimizer):
         # as torch.optim's optimizers do in __setstate__.
         fill_missing_options(self.param_groups, _signature_defaults())
         fill_missing_options([self.defaults], _signature_defaults())
+        self._forget_checks()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group after checking the options it overrides."""
@@ -393,6 +400,7 @@ class Adafactor(Optimizer):
         _check_hyperparameters(merged, where)
         if isinstance(param_group.get("eps"), list):
             param_group = {**param_group, "eps": tuple(param_group["eps"])}
+        self._forget_checks()
         super().add_param_group(param_group)
 
     # ------------------------------------------------------------------ state dict
@@ -422,6 +430,7 @@ class Adafactor(Optimizer):
         float32 statistics of a bfloat16 parameter to bfloat16), and the step
         counters move to their parameter's device.
         """
+        self._forget_checks()
         state_dict = run_load_pre_hooks(self, state_dict)
         check_state_dict_structure(self, state_dict)
         state_dict = _from_foreign(state_dict)
@@ -459,6 +468,7 @@ class Adafactor(Optimizer):
                         state[name] = value.to(device=p.device, dtype=_compute_dtype(p.dtype), copy=True)
                 state.setdefault("nonfinite_skips", torch.zeros((), dtype=torch.int64, device=p.device))
                 self.state[p] = state
+        self._forget_checks()
 
     # ------------------------------------------------------------------ step
 
@@ -478,17 +488,16 @@ class Adafactor(Optimizer):
                 loss = closure()
         # Check everything first: a refused step must leave every parameter
         # and all state untouched, including those before the bad one.
+        # What passed these checks at an earlier step and has not changed since
+        # is not checked again (see _forget_checks).
         work = []
         for gi, group in enumerate(self.param_groups):
             where = f"param group {gi}"
             _check_foreign_options(group, where)
-            _check_hyperparameters(group, where)
-            params = []
-            for pi, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
-                self._check_parameter(p, f"parameter {pi} of param group {gi}", group)
-                params.append(p)
+            if not self._options_unchanged(gi, group):
+                _check_hyperparameters(group, where)
+                self._remember_options(gi, group)
+            params = self._checked_params(gi, group)
             if group["fused"] and params:
                 _check_fused_group(params, where)
             work.append((group, params))
@@ -539,6 +548,77 @@ class Adafactor(Optimizer):
                 generator=self.generator,
             )
         return loss
+
+    # ------------------------------------------------------------------ check cache
+    #
+    # step() checks every option, gradient and state entry before writing
+    # anything. Most of that is the same from one step to the next, so what
+    # passed is remembered together with everything the check read, and a step
+    # skips a check only when all of it is unchanged:
+    #
+    # * per param group (``_checked_options``): the group dict itself and the
+    #   objects held under the options ``_check_hyperparameters`` reads, compared
+    #   by identity (only when all are immutable: float, int, bool, None, str or
+    #   a tuple of those). ``lr``, which a scheduler changes every step, is
+    #   checked on its own: a float or int lr needs only ``0 <= lr < inf`` and
+    #   ``lr * weight_decay < 1``; any other lr (a Tensor) runs the full check.
+    # * per parameter (``_checked_parameters``): the group's factor_dims, whether
+    #   beta1 is set, stochastic_rounding and the generator object; the
+    #   parameter's and its gradient's shape, dtype, device and layout; and every
+    #   entry of its state, in order: the same object (by weak reference, so
+    #   that a replaced tensor is not kept alive) with the same shape, dtype and
+    #   device.
+    #
+    # Anything else runs the full check, which raises exactly as before; a
+    # refused step writes nothing. load_state_dict, add_param_group and
+    # __setstate__ forget everything.
+
+    def _forget_checks(self) -> None:
+        """Drop every remembered check: the next step checks everything again."""
+        self._checked_options: dict[int, tuple[Any, ...]] = {}
+        self._checked_parameters: dict[Tensor, tuple[Any, ...]] = {}
+
+    def _options_unchanged(self, gi: int, group: dict[str, Any]) -> bool:
+        """True if ``_check_hyperparameters(group)`` passed before and would pass now (see above)."""
+        entry = self._checked_options.get(gi)
+        if entry is None or entry[0] is not group:
+            return False
+        try:
+            values = tuple(map(group.__getitem__, _CHECKED_OPTIONS))
+        except KeyError:
+            return False
+        if not all(map(operator.is_, values, entry[1])):
+            return False
+        lr, wd = group.get("lr"), group["weight_decay"]
+        # The lr checks of _check_hyperparameters, for a Python number (bool is neither float nor int here).
+        return type(lr) in (float, int) and math.isfinite(lr) and lr >= 0 and lr * wd < 1
+
+    def _remember_options(self, gi: int, group: dict[str, Any]) -> None:
+        """Record that ``group``'s options (lr aside) passed ``_check_hyperparameters``."""
+        values = tuple(group[name] for name in _CHECKED_OPTIONS)
+        if all(map(_immutable, values)):
+            self._checked_options[gi] = (group, values)
+        else:
+            self._checked_options.pop(gi, None)  # a list eps, a numpy number, ...: checked at every step
+
+    def _checked_params(self, gi: int, group: dict[str, Any]) -> list[Tensor]:
+        """The parameters of ``group`` that have a gradient, each checked (``_check_parameter``) or unchanged."""
+        context = (group["factor_dims"], bool(group["beta1"]), group["stochastic_rounding"], self.generator)
+        checked, states = self._checked_parameters, self.state
+        params = []
+        for pi, p in enumerate(group["params"]):
+            grad = p.grad
+            if grad is None:
+                continue
+            entry = checked.get(p)
+            if entry is None or not _unchanged(entry, context, p, grad, states.get(p)):
+                self._check_parameter(p, f"parameter {pi} of param group {gi}", group)
+                try:
+                    checked[p] = _check_record(context, p, states.get(p))
+                except TypeError:  # a state tensor that takes no weak reference: checked at every step
+                    checked.pop(p, None)
+            params.append(p)
+        return params
 
     def _check_parameter(self, p: Tensor, where: str, group: dict[str, Any]) -> None:
         """Host-side checks of one parameter (dtype, layout, shapes; never values)."""
@@ -1066,6 +1146,65 @@ def _check_state(state: dict[str, Any], p: Tensor, group: dict[str, Any], where:
                 + "."
             )
 
+
+
+# The options _check_hyperparameters reads, lr aside (checked on its own at each step).
+_CHECKED_OPTIONS = (
+    "beta2_decay", "eps", "d", "weight_decay", "beta1", "relative_step", "scale_parameter",
+    "maximize", "stochastic_rounding", "foreach", "fused", "factor_dims",
+)
+_IMMUTABLE_TYPES = (float, int, bool, type(None), str)
+_STRIDED = torch.strided
+
+
+def _immutable(value: Any) -> bool:
+    """True if ``value`` cannot change while it stays the same object (so identity means equal value)."""
+    if type(value) is tuple:
+        return all(type(v) in _IMMUTABLE_TYPES for v in value)
+    return type(value) in _IMMUTABLE_TYPES
+
+
+def _check_record(context: tuple[Any, ...], p: Tensor, state: dict[str, Any] | None) -> tuple[Any, ...]:
+    """What ``Adafactor._check_parameter`` read about ``p``, its gradient and its state, for ``_unchanged``."""
+    entries = []
+    for name, value in (state or {}).items():
+        if torch.is_tensor(value):
+            entries.append((name, weakref.ref(value), (value.shape, value.dtype, value.device)))
+        else:
+            entries.append((name, None, value))  # compared by identity (only a value the check does not read)
+    return (context, p.shape, p.dtype, p.device, tuple(entries))
+
+
+def _unchanged(
+    record: tuple[Any, ...], context: tuple[Any, ...], p: Tensor, grad: Tensor, state: dict[str, Any] | None
+) -> bool:
+    """True if ``p``, ``grad`` (``p.grad``) and ``state`` look as ``record`` saw them when they passed the checks."""
+    # dtypes and layouts are singletons (compared with ``is``); a strided gradient is never sparse.
+    rec_context, shape, dtype, device, entries = record
+    if not (
+        rec_context == context
+        and p.dtype is dtype
+        and grad.dtype is dtype
+        and grad.layout is _STRIDED
+        and p.shape == shape
+        and grad.shape == shape
+        and p.device == device
+        and grad.device == device
+    ):
+        return False
+    if not state:
+        return not entries
+    if len(state) != len(entries):
+        return False
+    for (name, value), (rec_name, ref, meta) in zip(state.items(), entries):
+        if name != rec_name:
+            return False
+        if ref is None:
+            if value is not meta:
+                return False
+        elif not (ref() is value and value.dtype is meta[1] and value.shape == meta[0] and value.device == meta[2]):
+            return False
+    return True
 
 
 def _check_saved_state(state: Any, p: Tensor, group: dict[str, Any], where: str) -> None:
