@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from optbook.analysis.seeds import MIN_SEEDS, summarize
+from optbook.analysis.seeds import MIN_SEEDS, summarize_curves
 from optbook.tasks.charlm import TrainingRun, window_mean
 
 __all__ = ["seed_band", "plot_run_bands"]
@@ -18,12 +18,13 @@ _FIELDS = ("val_loss", "train_loss")
 
 def seed_band(runs: Sequence[TrainingRun], *, field: str = "val_loss", window: int = 1
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Steps, and the mean, minimum and maximum over seeds of one loss curve of ``runs`` (one run per seed).
+    r"""Steps, the mean :math:`\bar v` over seeds of one loss curve of ``runs`` (one run per seed), and the band
+    :math:`\bar v - s_v` and :math:`\bar v + s_v`, with :math:`s_v` the sample standard deviation over seeds.
 
     ``field="val_loss"`` takes ``run.val_loss`` at ``run.val_steps``; ``field="train_loss"`` takes the means of
     consecutive windows of ``window`` training losses (:func:`optbook.tasks.charlm.window_mean`) at the step that
-    ends each window. Every point is summarised by :func:`optbook.analysis.seeds.summarize`, so at least three
-    seeds are needed, and a diverged seed makes that point's mean infinite.
+    ends each window. Every point is summarised by :func:`optbook.analysis.seeds.summarize_curves`, so at least
+    three seeds are needed, and a diverged seed makes that point's mean infinite.
     """
     if field not in _FIELDS:
         raise ValueError(f"field must be one of {_FIELDS}, got {field!r}.")
@@ -42,14 +43,13 @@ def seed_band(runs: Sequence[TrainingRun], *, field: str = "val_loss", window: i
             raise ValueError(f"the runs have different numbers of training steps, or fewer than window={window}; "
                              "train every seed for the same number of steps.")
         curves = [p[1] for p in pairs]
-    stats = [summarize(column) for column in np.array(curves, dtype=float).T]
-    return (np.array(steps), np.array([s.mean for s in stats]), np.array([s.min for s in stats]),
-            np.array([s.max for s in stats]))
+    mean, std = summarize_curves(curves)
+    return np.array(steps), mean, mean - std, mean + std
 
 
 def plot_run_bands(runs: Mapping[str, Sequence[TrainingRun]], ax=None, *, field: str = "val_loss", window: int = 1,
                    xlabel: str = "optimizer step", ylabel: str = "loss (nats per character)", top: float | None = None):
-    """One line per name: the mean over seeds (line) and the band from the minimum to the maximum over seeds.
+    """One line per name: the mean over seeds (line) and the band of the mean ± one sample standard deviation.
 
     ``runs[name]`` holds one :class:`~optbook.tasks.charlm.TrainingRun` per seed; ``field`` and ``window`` are
     those of :func:`seed_band`. ``top`` caps the y axis (the first losses, near :math:`\\ln V`, are much larger).
