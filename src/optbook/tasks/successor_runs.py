@@ -348,7 +348,13 @@ def make_optimizer(name: str, model):
 
 def charlm_setup(chars: int = 300_000, *, context: int = 32, d_model: int = 32, n_heads: int = 4, n_layers: int = 2,
                  d_ff: int = 128, val_batches: int = 4, batch: int = 8):
-    """Corpus, model configuration and fixed validation batches of the runs (a smaller sibling of the practice chapter's)."""
+    """Corpus, model configuration and fixed validation batches of the runs (a smaller sibling of the practice chapter's).
+
+    ``chars`` caps the corpus: :func:`optbook.tasks.text_corpus.load_stdlib_corpus` takes whole standard-library files
+    until the next one would overshoot the cap, so the corpus can be much shorter than ``chars``. The validation set is
+    ``val_batches`` fixed batches of ``batch`` sequences of ``context`` characters; the training batch is
+    :func:`train_charlm`'s ``batch``.
+    """
     from optbook.tasks import charlm
     from optbook.tasks import text_corpus as tc
 
