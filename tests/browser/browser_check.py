@@ -75,6 +75,10 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1280, "height": 900}
 SEARCH_TERM = "Adafactor"  # in the title of the book's root page, so it must always be found
 MATH_TIMEOUT_MS = 30_000
+# Loading and typesetting the heaviest page takes about 7 s on a quiet 2-core machine;
+# CI runs two browsers beside each other on 2 cores, and one load once ran past
+# Playwright's 30 s default. The checks are of what a reader sees, not of speed.
+NAVIGATION_TIMEOUT_MS = 90_000
 
 sys.path.insert(0, str(ROOT / "tools"))
 import check_html_links  # noqa: E402
@@ -212,6 +216,7 @@ class ConsoleLog:
 @pytest.fixture
 def page(context, network):
     page = context.new_page()
+    page.set_default_timeout(NAVIGATION_TIMEOUT_MS)
     console = ConsoleLog()
     page.on("console", console.on_console)
     page.on("pageerror", console.on_page_error)
