@@ -150,8 +150,8 @@ def test_seed_statistics_picks_one_rate_for_all_seeds():
         choosing.seed_statistics([])
     with pytest.raises(ValueError, match="seed"):
         choosing.seed_statistics([{"task": "a", "optimizer": "X", "factor": 1.0, "lr": 1.0, "test loss": 1.0}])
-    with pytest.raises(ValueError, match="at least 2 seeds"):
-        choosing.seed_statistics(_rows({("a", "X"): {1.0: [1.0]}}))
+    with pytest.raises(ValueError, match="a/X at factor 1.0: .* at least 3"):
+        choosing.seed_statistics(_rows({("a", "X"): {1.0: [1.0, 2.0]}}))
 
 
 def test_lr_sensitivity_is_worst_over_best_mean():
@@ -168,6 +168,8 @@ def test_clearly_better_needs_non_overlapping_intervals():
     assert choosing.clearly_better(1.0, 0.1, 1.5, 0.1)
     assert not choosing.clearly_better(1.0, 0.3, 1.5, 0.3)  # 1.3 > 1.2: overlap
     assert not choosing.clearly_better(1.5, 0.1, 1.0, 0.1)
+    assert choosing.clearly_better(1.0, 0.1, math.inf, 0.0)  # against a run that diverged for every seed
+    assert not choosing.clearly_better(1.0, 0.1, math.inf, math.inf)  # some seeds diverged: no claim
     with pytest.raises(ValueError, match="std_a"):
         choosing.clearly_better(1.0, -0.1, 2.0, 0.1)
     with pytest.raises(TypeError, match="numbers"):

@@ -186,13 +186,32 @@ def test_fit_and_curve_of_the_warmup_relation():
     assert 150 <= tau <= 200
 
 
-def test_verdict_and_seed_statistics():
-    assert I.verdict((1.0, 0.1), (2.0, 0.1)) == "lower"
-    assert I.verdict((2.0, 0.1), (1.0, 0.1)) == "higher"
-    assert I.verdict((1.0, 0.5), (1.5, 0.5)) == "within spread"
-    runs = [{"x": [3.0, 1.0]}, {"x": [5.0, 3.0]}]
-    assert I.seed_statistics(runs, "x") == (2.0, pytest.approx(math.sqrt(2)))
-    assert I.seed_statistics(runs, "x", "max") == (4.0, pytest.approx(math.sqrt(2)))
+def test_seed_statistics_reduces_each_run_then_summarizes_over_seeds():
+    runs = [{"x": [3.0, 1.0]}, {"x": [5.0, 3.0]}, {"x": [7.0, 8.0]}]
+    assert I.seed_values(runs, "x") == [1.0, 3.0, 8.0]
+    assert I.seed_values(runs, "x", "max") == [3.0, 5.0, 8.0]
+    # second half of [0, 9, 3, 1, 4]: [3, 1, 4], changes 2 and 3, mean 2.5
+    assert I.seed_values([{"x": [0.0, 9.0, 3.0, 1.0, 4.0]}], "x", "fluctuation") == [2.5]
+    s = I.seed_statistics(runs, "x")
+    assert (s.mean, s.std, s.n) == (4.0, pytest.approx(math.sqrt(13)), 3)  # (9 + 1 + 16) / 2 = 13 by hand
+    assert I.seed_statistics(runs, "x", "max").mean == pytest.approx(16 / 3)
+    with pytest.raises(ValueError, match="at least 3"):  # two seeds give no comparison in the book
+        I.seed_statistics(runs[:2], "x")
+
+
+def test_claims_table_applies_the_rule_of_the_seeds_module():
+    def record(loss):
+        return {f: [loss] * 4 for f in ("test_loss", "train_loss", "max_update", "max_step_size")}
+
+    block = {m: [record(1.0), record(1.1), record(1.2)] for m in I.IMPROVED_METHODS}  # mean 1.1, std 0.1
+    block["Adam + warm-up"] = [record(0.5), record(0.6), record(0.7)]  # 0.5 below Adam > 0.1 + 0.1: supported
+    block["RAdam"] = [record(1.15), record(1.25), record(1.35)]  # 0.15 above Adam, not above 0.2: within the spread
+    rows = {r["method"] + " / " + r["measurement"]: r for r in I.claims_table({repr(1e-2): block, repr(1e-3): block})}
+    assert rows["Adam + warm-up / final test loss, lr 0.01"]["verdict"] == "supported"
+    assert rows["RAdam / final test loss, lr 0.01"]["verdict"] == "not shown at this scale"
+    assert rows["AdaMod / final test loss, lr 0.01"]["verdict"] == "not shown at this scale"
+    # RAdam against warm-up: 0.65 apart with spreads 0.1 + 0.1: a claim of equality is refuted
+    assert rows["RAdam / final test loss, lr 0.01 (equal within spread)"]["verdict"] == "not supported"
 
 
 # --- bad input ------------------------------------------------------------------------------------

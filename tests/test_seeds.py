@@ -79,3 +79,19 @@ def test_the_documented_false_positive_rates_of_the_rule():
         gap = np.abs(a.mean(1) - b.mean(1))
         flagged = np.mean(gap > a.std(1, ddof=1) + b.std(1, ddof=1))
         assert abs(flagged - expected) < 0.006, (n, flagged)
+
+
+def test_compare_means_is_compare_on_numbers():
+    a, b = seeds.summarize([1.0, 1.1, 1.2]), seeds.summarize([1.45, 1.5, 1.55])
+    assert seeds.compare_means(a.mean, a.std, b.mean, b.std) == seeds.compare(a, b) == "lower"
+    assert seeds.compare_means(1.5, 0.05, 1.1, 0.1) == "higher"  # 0.4 > 0.15, by hand
+    assert seeds.compare_means(1.1, 0.1, 1.3, 0.1) == "within spread"  # 0.2 is not above 0.2
+    assert seeds.compare_means(1.0, 0.1, math.inf, 0.0) == "lower"  # every seed of b diverged
+    assert seeds.compare_means(1.0, 0.1, math.inf, math.inf) == "within spread"  # some seeds of b diverged
+    assert seeds.compare_means(math.inf, 0.0, math.inf, 0.0) == "within spread"
+    with pytest.raises(ValueError, match="std_a and std_b must be >= 0"):
+        seeds.compare_means(1.0, -0.1, 2.0, 0.1)
+    with pytest.raises(ValueError, match="std_a and std_b must be >= 0"):
+        seeds.compare_means(1.0, 0.1, 2.0, math.nan)
+    with pytest.raises(TypeError, match="must be numbers"):
+        seeds.compare_means("1", 0.1, 2.0, 0.1)

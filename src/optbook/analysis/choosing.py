@@ -8,8 +8,8 @@ runs the chapter shows:
 * :func:`stored_lr_sweep`: every optimizer at a few multiples of its default learning
   rate, on several tasks and seeds, stored once in ``book/data/`` and re-checked live;
 * :func:`seed_statistics`: for each task and optimizer, the learning rate whose seed-mean
-  test loss is lowest, and the mean :math:`\bar L` and standard deviation :math:`s` over
-  seeds there;
+  test loss is lowest, and the mean :math:`\bar L` and sample standard deviation :math:`s` over
+  seeds there (:func:`optbook.analysis.seeds.summarize`);
 * :func:`lr_sensitivity`: worst over best seed-mean test loss over the learning-rate grid;
 * :func:`clearly_better`: the rule by which one optimizer is called better than another;
 * :func:`when_to_try` and :func:`versus`: short phrases computed from these numbers.
@@ -17,7 +17,6 @@ runs the chapter shows:
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -128,6 +127,16 @@ def _loss(value) -> float:
     return float(value)
 
 
+def _summary(task: str, name: str, factor: float, runs: Sequence[Mapping]):
+    """:func:`optbook.analysis.seeds.summarize` of the test losses of ``runs`` (one per seed)."""
+    from optbook.analysis.seeds import summarize
+
+    try:
+        return summarize(_loss(r["test loss"]) for r in runs)
+    except ValueError as exc:
+        raise ValueError(f"{task}/{name} at factor {factor}: {exc}") from None
+
+
 def seed_statistics(rows: Sequence[Mapping]) -> list[dict]:
     r"""Per task and optimizer: the best factor by seed-mean test loss, and mean and spread over seeds there.
 
@@ -138,7 +147,9 @@ def seed_statistics(rows: Sequence[Mapping]) -> list[dict]:
     :math:`s = \sqrt{\frac{1}{S-1}\sum_s (L_s-\bar L)^2}` ("std") at that factor, its rank
     among the task's optimizers (1 = lowest mean), and whether that factor is an end of
     the grid; with the rows' ``"test accuracy"`` and ``"train loss"``, also their means
-    there ("accuracy", "train mean"). A factor where any seed diverged has mean :math:`+\infty`.
+    there ("accuracy", "train mean"). The statistics are :func:`optbook.analysis.seeds.summarize`'s:
+    at least three seeds at every factor (``ValueError`` otherwise), and a factor where any seed
+    diverged has mean :math:`+\infty`.
     """
     if not rows:
         raise ValueError("rows must be a non-empty list of runs (the rows of lr_factor_sweep_seeds).")
@@ -152,15 +163,11 @@ def seed_statistics(rows: Sequence[Mapping]) -> list[dict]:
     out = []
     for (task, name), by_factor in groups.items():
         factors = sorted(by_factor)
-        means = {f: float(np.mean([_loss(r["test loss"]) for r in by_factor[f]])) for f in factors}
-        best = min(factors, key=lambda f: means[f])
-        runs = by_factor[best]
-        losses = np.array([_loss(r["test loss"]) for r in runs])
-        if len(losses) < 2:
-            raise ValueError(f"{task}/{name} has {len(losses)} seed at factor {best}; the spread needs at least 2 seeds.")
-        row = {"task": task, "optimizer": name, "factor": best, "lr": float(runs[0]["lr"]), "mean": means[best],
-               "std": float(np.std(losses, ddof=1)) if np.all(np.isfinite(losses)) else math.inf,
-               "n_seeds": int(len(losses)), "at grid end": best in (factors[0], factors[-1])}
+        summaries = {f: _summary(task, name, f, by_factor[f]) for f in factors}
+        best = min(factors, key=lambda f: summaries[f].mean)
+        runs, s = by_factor[best], summaries[best]
+        row = {"task": task, "optimizer": name, "factor": best, "lr": float(runs[0]["lr"]), "mean": s.mean,
+               "std": s.std, "n_seeds": s.n, "at grid end": best in (factors[0], factors[-1])}
         if "test accuracy" in runs[0]:
             row["accuracy"] = float(np.mean([float(r["test accuracy"]) for r in runs]))
         if "train loss" in runs[0]:
@@ -197,15 +204,15 @@ def lr_sensitivity(rows: Sequence[Mapping], task: str, optimizer: str) -> float:
 def clearly_better(mean_a: float, std_a: float, mean_b: float, std_b: float) -> bool:
     r"""Whether A's loss is lower than B's by more than the seed spread: :math:`\bar L_A + s_A < \bar L_B - s_B`.
 
-    The intervals :math:`\bar L \pm s` over seeds must not overlap; a smaller difference is
-    not claimed either way.
+    The intervals :math:`\bar L \pm s` over seeds must not overlap, that is
+    :math:`\bar L_B - \bar L_A > s_A + s_B`: the book's rule,
+    :func:`optbook.analysis.seeds.compare_means`, returning ``"lower"``. A smaller difference is
+    not claimed either way. Raises ``TypeError`` for a value that is not a number and
+    ``ValueError`` for a negative or NaN standard deviation.
     """
-    values = (mean_a, std_a, mean_b, std_b)
-    if any(isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) for v in values):
-        raise TypeError("mean_a, std_a, mean_b and std_b must be numbers (means and standard deviations over seeds).")
-    if std_a < 0 or std_b < 0 or math.isnan(std_a) or math.isnan(std_b):
-        raise ValueError(f"std_a and std_b must be >= 0 (standard deviations), got {std_a!r} and {std_b!r}.")
-    return bool(mean_a + std_a < mean_b - std_b)
+    from optbook.analysis.seeds import compare_means
+
+    return compare_means(mean_a, std_a, mean_b, std_b) == "lower"
 
 
 def _stat(stats: Sequence[Mapping], task: str, name: str) -> Mapping:

@@ -26,7 +26,7 @@ import numpy as np
 from optbook.notation import symbol
 from optbook.reference import adafactor as af
 
-__all__ = ["tight_scale_bound", "steps_to_reach", "zero_start_phases", "adversarial_rms_path"]
+__all__ = ["tight_scale_bound", "steps_to_reach", "zero_start_phases", "adversarial_rms_path", "multiplicative_growth_steps"]
 __helpers__ = ("steps_to_reach", "zero_start_phases", "adversarial_rms_path")
 
 
@@ -107,6 +107,35 @@ def zero_start_phases(scale: float, *, eps2: float = 1e-3, d: float = 1.0, rho_c
     t1 = steps_to_reach(eps2, 0.0, eps2=eps2, d=d, rho_cap=rho_cap)
     t2 = steps_to_reach(scale, 0.0, eps2=eps2, d=d, rho_cap=rho_cap)
     return {"additive": t1, "multiplicative": t2 - t1, "total": t2}
+
+
+@symbol(r"\ln c / \ln(1 + \rho d)", "steps for the tight RMS bound to grow by a factor c above the floor eps2")
+def multiplicative_growth_steps(factor: float, *, d: float = 1.0, rho_cap: float = 1e-2) -> float:
+    r"""How many steps the bound :func:`tight_scale_bound` needs to grow by ``factor`` :math:`= c` above the floor,
+
+    .. math::
+
+        \frac{\ln c}{\ln(1 + \rho d)} .
+
+    Derivation: once :math:`b_{t_0} \ge \epsilon_2`, the bound's recursion is
+    :math:`b_t = b_{t-1}(1 + \rho_t d)`, and while :math:`\rho_t = \rho` is at its cap (that is
+    :math:`t \le 1/\rho^2`, the first :math:`10^4` steps for :math:`\rho = 10^{-2}`),
+    :math:`b_{t_0 + k} = b_{t_0}(1 + \rho d)^k`. Solving :math:`(1 + \rho d)^k = c` for :math:`k` gives the
+    formula (a real number: the bound itself reaches :math:`c\,b_{t_0}` at the next whole step). The number of
+    steps from :math:`X_0 = 0` to a scale :math:`r` is about :math:`1/(\rho d) + \ln(r/\epsilon_2)/\ln(1+\rho d)`, so
+    multiplying :math:`\epsilon_2` by :math:`c` takes this many steps off it, and dividing it by :math:`c` adds
+    this many. Raises ``TypeError`` for a ``factor`` that is not a number, ``ValueError`` for one that is
+    not finite and :math:`\ge 1`, or for a ``d`` or ``rho_cap`` that is not a finite number :math:`> 0`.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, (int, float, np.integer, np.floating)):
+        raise TypeError(f"factor must be a number (the growth factor c), got {type(factor).__name__}.")
+    if not (np.isfinite(factor) and factor >= 1):
+        raise ValueError(f"factor must be a finite number >= 1 (a growth factor c), got {factor!r}.")
+    if not (np.isfinite(d) and d > 0):
+        raise ValueError(f"d must be a finite number > 0, got {d!r}.")
+    if not (np.isfinite(rho_cap) and rho_cap > 0):
+        raise ValueError(f"rho_cap must be a finite number > 0, got {rho_cap!r}.")
+    return float(np.log(factor) / np.log(1 + rho_cap * d))
 
 
 def adversarial_rms_path(shape: tuple[int, ...], steps: int, hp: af.AdafactorHyperparameters | None = None) -> np.ndarray:

@@ -35,8 +35,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["SeedSummary", "summarize", "compare", "summarize_runs", "summarize_curves", "MIN_SEEDS"]
-__helpers__ = ("SeedSummary", "summarize", "compare", "summarize_runs", "summarize_curves", "MIN_SEEDS")
+__all__ = ["SeedSummary", "summarize", "compare", "compare_means", "summarize_runs", "summarize_curves", "MIN_SEEDS"]
+__helpers__ = ("SeedSummary", "summarize", "compare", "compare_means", "summarize_runs", "summarize_curves", "MIN_SEEDS")
 
 #: The fewest seeds a comparison between optimizers may rest on.
 MIN_SEEDS = 3
@@ -89,15 +89,35 @@ def summarize(values: Iterable[float], *, min_seeds: int = MIN_SEEDS) -> SeedSum
 
 def compare(a: SeedSummary, b: SeedSummary) -> str:
     r"""``"lower"`` if :math:`\bar v_b - \bar v_a > s_a + s_b`, ``"higher"`` if :math:`\bar v_a - \bar v_b > s_a + s_b`,
-    else ``"within spread"``: the book's rule for claiming a difference (lower is better for a loss)."""
+    else ``"within spread"``: the book's rule for claiming a difference (lower is better for a loss).
+
+    The rule itself is :func:`compare_means`, applied to the two summaries' means and spreads."""
     if not isinstance(a, SeedSummary) or not isinstance(b, SeedSummary):
         raise TypeError("compare takes two SeedSummary objects; make them with summarize(values).")
-    if a.mean == b.mean:  # also two runs that diverged for every seed
+    return compare_means(a.mean, a.std, b.mean, b.std)
+
+
+def compare_means(mean_a: float, std_a: float, mean_b: float, std_b: float) -> str:
+    r""":func:`compare` for means :math:`\bar v_a, \bar v_b` and sample standard deviations :math:`s_a, s_b`
+    given as numbers (for statistics kept in tables rather than as :class:`SeedSummary` objects).
+
+    ``"lower"`` if :math:`\bar v_b - \bar v_a > s_a + s_b`, ``"higher"`` if :math:`\bar v_a - \bar v_b > s_a + s_b`,
+    else ``"within spread"``. Two equal means (two runs that diverged for every seed included) and an
+    infinite spread (some seeds diverged) are ``"within spread"``; a NaN mean compares as within the spread.
+    Raises ``TypeError`` for a value that is not a number and ``ValueError`` for a negative or NaN spread.
+    """
+    values = (mean_a, std_a, mean_b, std_b)
+    if any(isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) for v in values):
+        raise TypeError("mean_a, std_a, mean_b and std_b must be numbers (means and sample standard deviations "
+                        f"over seeds), got {values!r}.")
+    if not (std_a >= 0 and std_b >= 0):  # also refuses NaN
+        raise ValueError(f"std_a and std_b must be >= 0 (sample standard deviations), got {std_a!r} and {std_b!r}.")
+    if mean_a == mean_b:  # also two runs that diverged for every seed
         return "within spread"
-    spread = a.std + b.std
+    spread = std_a + std_b
     if math.isinf(spread):
         return "within spread"
-    gap = b.mean - a.mean
+    gap = mean_b - mean_a
     if gap > spread:
         return "lower"
     if -gap > spread:

@@ -9,7 +9,8 @@ r"""Experiments of the "improving Adam" chapter: cross-checks, digits runs, the 
 * :func:`make_improved_optimizer` builds the torch optimizers by name; :func:`digits_run`
   trains the Part I digits MLP with one of them and records losses and update sizes;
   :func:`method_comparison` runs every method over several seeds; :func:`claims_table` turns
-  the seed statistics into verdicts.
+  the seed statistics (:func:`optbook.analysis.seeds.summarize`) into verdicts by the book's rule
+  (:func:`optbook.analysis.seeds.compare`).
 * :func:`decay_grid` trains Adam + L2 and AdamW (in the paper's parametrization) on a grid of
   step sizes and weight decays, for the heat map.
 """
@@ -33,8 +34,8 @@ __all__ = [
     "IMPROVED_METHODS",
     "digits_run",
     "method_comparison",
+    "seed_values",
     "seed_statistics",
-    "verdict",
     "claims_table",
     "decay_grid",
     "fit_linear_warmup",
@@ -55,8 +56,8 @@ __helpers__ = (
     "make_improved_optimizer",
     "digits_run",
     "method_comparison",
+    "seed_values",
     "seed_statistics",
-    "verdict",
     "claims_table",
     "decay_grid",
     "fit_linear_warmup",
@@ -343,8 +344,8 @@ def method_comparison(methods: Sequence[str] = IMPROVED_METHODS, lrs: Sequence[f
     return out
 
 
-def seed_statistics(runs: Sequence[Mapping], field: str, reduce: str = "last") -> tuple[float, float]:
-    """(mean, sample std) over seeds of ``field`` reduced per run: its last value, its maximum, or
+def seed_values(runs: Sequence[Mapping], field: str, reduce: str = "last") -> list[float]:
+    """``field`` of each run (one per seed) reduced to one number: its last value, its maximum, or
     ``"fluctuation"``, the mean absolute epoch-to-epoch change over the second half of the run."""
     values = []
     for r in runs:
@@ -358,20 +359,15 @@ def seed_statistics(runs: Sequence[Mapping], field: str, reduce: str = "last") -
             values.append(np.mean(np.abs(np.diff(half))))
         else:
             raise ValueError(f"reduce must be 'last', 'max' or 'fluctuation', got {reduce!r}.")
-    values = np.asarray(values)
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return [float(v) for v in values]
 
 
-def verdict(a: tuple[float, float], b: tuple[float, float]) -> str:
-    """Compare two (mean, std) pairs where lower is better: ``"lower"`` if ``a`` is below ``b`` by more
-    than the sum of the two spreads, ``"higher"`` if above by more, else ``"within spread"``."""
-    gap = b[0] - a[0]
-    spread = a[1] + b[1]
-    if gap > spread:
-        return "lower"
-    if -gap > spread:
-        return "higher"
-    return "within spread"
+def seed_statistics(runs: Sequence[Mapping], field: str, reduce: str = "last"):
+    """:func:`optbook.analysis.seeds.summarize` (mean, sample standard deviation, at least three seeds) of
+    :func:`seed_values`; compare two of them with :func:`optbook.analysis.seeds.compare`."""
+    from optbook.analysis.seeds import summarize
+
+    return summarize(seed_values(runs, field, reduce))
 
 
 #: A claim of equality is tested only where the two seed spreads add up to at most this fraction of the mean.
@@ -388,6 +384,8 @@ def claims_table(results: Mapping, lr_large: float = 1e-2, lr_default: float = 1
     ``EQUALITY_TOLERANCE`` of the mean (otherwise an overlap shows nothing: "not shown at this
     scale"), and "not supported" when the difference exceeds the spread.
     """
+    from optbook.analysis.seeds import compare
+
     big, std = results[repr(float(lr_large))], results[repr(float(lr_default))]
 
     def stat(block, m, field, reduce="last"):
@@ -396,13 +394,13 @@ def claims_table(results: Mapping, lr_large: float = 1e-2, lr_default: float = 1
     rows = []
 
     def add(claim, measure, method, baseline, a, b, match=False):
-        v = verdict(a, b)
+        v = compare(a, b)
         decision = {"lower": "supported", "higher": "not supported", "within spread": "not shown at this scale"}[v]
         if match:  # a claim of equality holds when the difference is within a spread that is itself small
-            small = a[1] + b[1] <= EQUALITY_TOLERANCE * min(abs(a[0]), abs(b[0]))
+            small = a.std + b.std <= EQUALITY_TOLERANCE * min(abs(a.mean), abs(b.mean))
             decision = ("supported" if small else "not shown at this scale") if v == "within spread" else "not supported"
         rows.append({"claim": claim, "measurement": measure, "method": method, "baseline": baseline,
-                     "method_mean": a[0], "method_std": a[1], "baseline_mean": b[0], "baseline_std": b[1],
+                     "method_mean": a.mean, "method_std": a.std, "baseline_mean": b.mean, "baseline_std": b.std,
                      "verdict": decision})
 
     lr_b = f"lr {lr_large:g}"
