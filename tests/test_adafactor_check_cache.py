@@ -205,6 +205,7 @@ OPTION_EDITS = {
     "beta2-decay": (_set("beta2_decay", 0.8), ValueError, r"param group 1: beta2_decay must lie in \[-1, 0\)"),
     "factor-dims": (_set("factor_dims", "first_two"), ValueError, r"param group 1: factor_dims must be"),
     "maximize": (_set("maximize", 1), TypeError, r"param group 1: maximize must be True or False"),
+    "capturable": (_set("capturable", "yes"), TypeError, r"param group 1: capturable must be True or False"),
     "fused-foreach": (lambda opt: opt.param_groups[1].update(fused=True, foreach=True), ValueError,
                       r"param group 1: fused=True does not support foreach=True"),
     "foreign-option": (_set("decay_rate", -0.8), ValueError, r"param group 1 sets 'decay_rate'"),

@@ -217,11 +217,11 @@ def test_steps_are_deterministic_and_the_plan_is_reused():
             for t in range(2):
                 # New gradient tensors each step, as zero_grad(set_to_none=True) gives.
                 _fused_step(params, _grads(SHAPES[:3], t), r, c, steps)
+        assert len(F._FUNCTIONAL[params[0]].plans) == 1  # the second step reused the first one's plan
         return params + r
 
-    F._PLANS.clear()
+    F.clear_plans()
     first = run()
-    assert len(F._PLANS) == 1
     second = run()
     for a, b in zip(first, second):
         assert torch.equal(a, b)
@@ -280,6 +280,9 @@ def test_launch_count_does_not_grow_with_the_number_of_tensors():
     shapes = [(768, 768)] * 40 + [(768,)] * 40
     assert F.launches_per_step([torch.empty(s) for s in shapes[:2]]) == 6
     assert F.launches_per_step([torch.empty(s) for s in shapes]) == 6
+    bf16 = [torch.empty(s, dtype=torch.bfloat16) for s in shapes]
+    assert F.launches_per_step(bf16, stochastic_rounding=True) == 7  # one more: the step's random seed
+    assert F.launches_per_step([torch.empty(s) for s in shapes], stochastic_rounding=True) == 6
 
 
 # --------------------------------------------------------------------------- optbook.Adafactor(fused=True)

@@ -186,7 +186,7 @@ def test_public_api_and_signature():
         ("relative_step", True, P.KEYWORD_ONLY), ("scale_parameter", True, P.KEYWORD_ONLY),
         ("factor_dims", "last_two", P.KEYWORD_ONLY), ("foreach", None, P.KEYWORD_ONLY),
         ("maximize", False, P.KEYWORD_ONLY), ("stochastic_rounding", False, P.KEYWORD_ONLY),
-        ("fused", None, P.KEYWORD_ONLY),
+        ("fused", None, P.KEYWORD_ONLY), ("capturable", False, P.KEYWORD_ONLY),
     ]
     got = [(p.name, p.default, p.kind) for p in list(sig.parameters.values())[2:]]
     assert got == expected
@@ -907,7 +907,6 @@ def test_step_never_reads_tensor_values_on_the_host(foreach, monkeypatch):
         ({"fused": "auto"}, TypeError, "fused must be True, False or None"),
         ({"factor_dims": "largest"}, ValueError, "factor_dims must be 'last_two'.*'two_largest'"),
         ({"fused": True, "factor_dims": "two_largest"}, ValueError, "fused=True does not support factor_dims"),
-        ({"fused": True, "stochastic_rounding": True}, ValueError, "fused=True does not support stochastic_rounding"),
         ({"fused": True, "foreach": True}, ValueError, "fused=True does not support foreach=True"),
     ],
 )

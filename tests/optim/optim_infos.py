@@ -37,6 +37,9 @@ class Info:
     full_state: tuple[str, ...]
     second_moment: tuple[str, ...] = ()
     stats_dtype: Callable[[torch.dtype], torch.dtype] = field(default=lambda d: d)
+    # Whether ``capturable=True`` is an option (as in torch's capturable optimizers)
+    # rather than refused with a clear error.
+    capturable: bool = False
 
     @property
     def name(self) -> str:
@@ -87,7 +90,7 @@ def _adafactor_stats_dtype(d: torch.dtype) -> torch.dtype:
 
 INFOS = [
     Info(Adafactor, adafactor_inputs, ("lr", "beta2_decay", "eps", "d", "weight_decay"), ("exp_avg",),
-         ("R", "C", "V"), _adafactor_stats_dtype),
+         ("R", "C", "V"), _adafactor_stats_dtype, capturable=True),
     Info(Lion, lion_inputs, ("lr", "betas", "weight_decay"), ("exp_avg",)),
     Info(Sophia, sophia_inputs, ("lr", "betas", "rho", "weight_decay", "eps", "k"), ("exp_avg", "hessian")),
 ]

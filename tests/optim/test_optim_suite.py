@@ -673,7 +673,16 @@ def test_mismatched_state_dicts_are_refused_and_change_nothing(info):
 @pytest.mark.parametrize("info", INFOS, ids=IDS)
 def test_capturable_and_differentiable_are_refused_clearly(info):
     p = torch.nn.Parameter(torch.randn(2))
-    for flag in ("capturable", "differentiable"):
+    if info.capturable:  # an option: a step with it equals a step without it off a CUDA graph
+        q = torch.nn.Parameter(p.detach().clone())
+        plain, capt = info.cls([p]), info.cls([q], capturable=True)
+        assert capt.param_groups[0]["capturable"] is True and plain.param_groups[0]["capturable"] is False
+        for _ in range(2):
+            p.grad, q.grad = torch.ones(2), torch.ones(2)
+            plain.step()
+            capt.step()
+        torch.testing.assert_close(q, p, rtol=0, atol=0)
+    for flag in ("differentiable",) if info.capturable else ("capturable", "differentiable"):
         with pytest.raises(TypeError, match=flag):
             info.cls([p], **{flag: True})
         opt = info.cls([p])

@@ -42,14 +42,32 @@ atomic is an integer ``max`` that flags a tensor with a non-finite gradient.
 Many tensors, few launches
 --------------------------
 Tensors are grouped into *buckets* of equal parameter dtype, gradient dtype
-and block shape. A bucket is driven by a table of tiles built once and cached
+and block shape. A bucket is driven by a table of tiles built once
 (``_Plan``): every launch covers all tensors of the bucket, reading each
 tensor's addresses from an int64 pointer table. A GPT-2-sized model is one
 bucket, so one step is 6 launches (a memset and 5 kernels) whatever the
-number of tensors. There is no host synchronisation: the per-tensor step
-:math:`t` is read on the device, so the step can be captured in a CUDA graph
-(with the usual rule that the first call, which builds the plan, happens
-before capture).
+number of tensors, plus one (the random seed) with stochastic rounding.
+There is no host synchronisation: the per-tensor step :math:`t` is read on
+the device, so the step can be captured in a CUDA graph (with the usual
+rule that the first call, which builds the plan, happens before capture).
+
+Host cost per step
+------------------
+Plans live in a :class:`PlanCache` per parameter group (an optimizer keeps
+one per param group; the functional call one per first parameter), keyed on
+what a plan depends on (the tensors, their shapes and dtypes, which optional
+state exists, the block shape) and never evicted: a plan and its buffers
+live as long as the group, so a captured graph never points at freed
+memory. Everything is validated when a plan is built. A repeated step
+compares only the addresses of the parameters and gradients and the
+parameters' version counters, each list in one C-level ``map``
+(:meth:`PlanCache.prepare`, :func:`run_plan`); a moved gradient rewrites
+its column of the pointer table in place. Re-binding (``load_state_dict``,
+``p.data = ...``, FSDP resharding) re-checks the tensors and re-decides the
+16-byte alignment promise (``VEC``) from the new addresses: a misaligned
+pointer runs the kernels without it, never with it. ``python -m
+optbook.bench.host_overhead`` measures this host cost with the launches
+stubbed.
 
 Precision
 ---------
@@ -58,7 +76,14 @@ Parameters and gradients may be float32, bfloat16 or float16; the statistics
 low-precision parameter is rounded to nearest (even) once per step; for
 bfloat16 the rounding is written out on the bits, because Triton 3.9's
 interpreter truncates float32 to bfloat16 where the GPU rounds, and the tests
-must see what the GPU does.
+must see what the GPU does. With ``stochastic_rounding=True`` a bfloat16
+parameter is rounded as the eager path rounds it: 16 uniform random bits
+(Philox, ``tl.randint``) added below the last kept bit, then truncation, so
+it rounds away from zero with probability equal to the dropped fraction of
+an ulp. The seed is drawn once per step from a ``torch.Generator`` into a
+device tensor (no host synchronisation); the Philox counter of an element is
+its offset plus :math:`2^{40}` times its tensor's index plus :math:`2^{56}`
+times its bucket's, so a seeded run is reproducible.
 
 Gradients that are not finite
 -----------------------------
@@ -78,13 +103,23 @@ The carried RMS(X)
 ------------------
 :math:`\mathrm{RMS}(X_{t-1})` is the RMS of the values the previous step
 wrote, which pass 3 summed for free. It is stale if anything else wrote the
-parameter since. A plan therefore records ``param._version`` and which step
-last wrote each parameter (another plan's step, for instance, when some
-gradients were ``None``), and re-reads :math:`X` in pass 1 (24 B instead of
-20 B per float32 element) on its first step and whenever either changed
-(``module.load_state_dict``, ``p.mul_()`` under ``no_grad``, ...). A write
-that bypasses the version counter, such as ``p.data.copy_(...)``, must be
-followed by :func:`invalidate_carried_rms`.
+parameter since. The kernels write through raw pointers, so after the
+launches every tensor they wrote (parameters, statistics, counters,
+momentum) gets its version counter bumped, as a torch in-place op would
+(autograd then refuses a tensor saved before the step), and the plan
+records the parameters' versions *after* its own bump. Any other write
+since, version-counted (``module.load_state_dict``, ``p.mul_()`` under
+``no_grad``, another plan's step when some gradients were ``None``), makes
+the next step re-read :math:`X` in pass 1 (24 B instead of 20 B per float32
+element), as does the first step. A write that bypasses the version counter,
+such as ``p.data.copy_(...)``, must be followed by
+:func:`invalidate_carried_rms`.
+
+torch.compile
+-------------
+:func:`fused_adafactor_op` is the step registered as the custom op
+``optbook::fused_adafactor_step`` with its mutated lists declared, so a
+compiled ``optimizer.step()`` (``fullgraph=True``) records it as one call.
 
 Testing without a GPU
 ---------------------
@@ -100,13 +135,14 @@ from __future__ import annotations
 import math
 import os
 import weakref
-from collections import OrderedDict
+import operator
 from typing import Sequence
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
 
 from optbook.kernels.layout import BlockConfig, as_matrix, block_config, use_block_config
 
@@ -116,6 +152,9 @@ __all__ = [
     "use_block_config",
     "fused_adafactor_step",
     "fused_adafactor",
+    "PlanCache",
+    "run_plan",
+    "fused_adafactor_op",
     "invalidate_carried_rms",
     "cached_plan_bytes",
     "clear_plans",
@@ -148,6 +187,7 @@ class _Meta:
 # The pointer table has one row of int64 addresses per tensor: X, G, R (or
 # V), C, the step counter, the momentum M and the skip counter (0 if absent).
 _NPTR_HOST = 7
+_PX_HOST, _PG_HOST, _PM_HOST = 0, 1, 5
 # The kernels read the same columns as constexprs: triton lets a kernel see a
 # module global only if it is a constexpr.
 _KIND, _N, _M, _B, _NUMEL, _NCT, _NRT, _RP_OFF, _CP_OFF, _RS_OFF, _NRS, _TILE0, _NTILES = (
@@ -171,13 +211,21 @@ def _lerp(start, end, w):
 
 
 @triton.jit
-def _to_param_dtype(x, XDT: tl.constexpr):
+def _to_param_dtype(x, XDT: tl.constexpr, SR: tl.constexpr, seed, offs):
     # Round to nearest even, written out for bfloat16: the GPU's cvt.rn does
     # this, but Triton 3.9's interpreter truncates float32 -> bfloat16, and
-    # the tests must see the rounding the GPU does.
+    # the tests must see the rounding the GPU does. With SR, bfloat16 rounds
+    # stochastically as the eager path does: 16 uniform random bits added
+    # below the last kept bit, then truncation, so x rounds away from zero
+    # with probability equal to the dropped fraction of an ulp (unbiased).
+    # The bits are Philox's for (seed, offs): one seed per step and bucket,
+    # offs unique per element of the bucket, so a seeded run is reproducible.
     if XDT == tl.bfloat16:
         bits = x.to(tl.uint32, bitcast=True)
-        bits = bits + (0x7FFF + ((bits >> 16) & 1))
+        if SR:
+            bits = bits + (tl.randint(seed, offs) & 0xFFFF)
+        else:
+            bits = bits + (0x7FFF + ((bits >> 16) & 1))
         return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
     else:
         return x.to(XDT)
@@ -427,16 +475,17 @@ def _scale_kernel(
 
 @triton.jit
 def _update_kernel(
-    tiles_ptr, meta_ptr, ptr_ptr, rsum_ptr, scale_ptr, xsq_ptr, bad_ptr,
+    tiles_ptr, meta_ptr, ptr_ptr, rsum_ptr, scale_ptr, xsq_ptr, bad_ptr, seed_ptr, salt,
     eps1, neg_c, decay, sign, one_minus_beta1,
     XDT: tl.constexpr, GDT: tl.constexpr, TDT: tl.constexpr,
     TILE_M: tl.constexpr, SUB_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    VEC: tl.constexpr, SEG_BLOCK: tl.constexpr, MOMENTUM: tl.constexpr,
+    VEC: tl.constexpr, SEG_BLOCK: tl.constexpr, MOMENTUM: tl.constexpr, SR: tl.constexpr = False,
 ):
     """Pass 3: X_t = decay * X_{t-1} - scale * U_t (and V_t for vectors), and
     the partial sum of X_t^2 that the next step's alpha_{t+1} needs. With
     MOMENTUM, M_t = lerp(M_{t-1}, scale * U_t, 1 - beta1) and
-    X_t = decay * X_{t-1} - M_t. A tensor flagged in pass 1 is left as it was."""
+    X_t = decay * X_{t-1} - M_t. A tensor flagged in pass 1 is left as it was.
+    With SR a bfloat16 X_t is rounded stochastically (seed at seed_ptr, salted by the bucket)."""
     pid = tl.program_id(0)
     k = tl.load(tiles_ptr + 4 * pid)
     b = tl.load(tiles_ptr + 4 * pid + 1).to(tl.int64)
@@ -457,6 +506,13 @@ def _update_kernel(
         m_ptr = tl.multiple_of(m_ptr, 16)
     keep = (tl.load(bad_ptr + k) + tl.zeros([SUB_M, BLOCK_N], tl.int32)) == 0
     scale = tl.load(scale_ptr + k)
+    if SR:
+        seed = tl.load(seed_ptr)
+        # Philox counters: element offset + 2^40 * tensor + 2^56 * bucket (the salt).
+        rand_base = (k.to(tl.int64) << 40) + (salt.to(tl.int64) << 56)
+    else:
+        seed = 0
+        rand_base = 0
     sub = tl.arange(0, SUB_M)
     lane = tl.arange(0, BLOCK_N)
     x_acc = tl.zeros([SUB_M, BLOCK_N], tl.float32)
@@ -477,7 +533,7 @@ def _update_kernel(
             row_f = tl.rsqrt(tl.load(s_ptr + b * n + rows, mask=rmask, other=1.0)) * root_total
             u = (g * row_f[:, None]) * col_f[None, :]
             x_new = _apply(x, u, m_ptr + offs, mask & keep, decay, scale, one_minus_beta1, MOMENTUM)
-            x_new = _to_param_dtype(x_new, XDT)
+            x_new = _to_param_dtype(x_new, XDT, SR, seed, rand_base + offs)
             tl.store(x_ptr + offs, x_new, mask=mask & keep)
             x_kept = tl.where(keep, x_new.to(tl.float32), x)
             x_acc += x_kept * x_kept
@@ -493,7 +549,7 @@ def _update_kernel(
             tl.store(s_ptr + offs, v_new, mask=mask & keep)
             u = (g * sign) * tl.rsqrt(v_new)
             x_new = _apply(x, u, m_ptr + offs, mask & keep, decay, scale, one_minus_beta1, MOMENTUM)
-            x_new = _to_param_dtype(x_new, XDT)
+            x_new = _to_param_dtype(x_new, XDT, SR, seed, rand_base + offs.to(tl.int64))
             tl.store(x_ptr + offs, x_new, mask=mask & keep)
             x_kept = tl.where(mask, tl.where(keep, x_new.to(tl.float32), x), 0.0)
             x_acc += x_kept * x_kept
@@ -512,6 +568,8 @@ class _Bucket:
     ):
         self.members = members
         self.config = config
+        self.all_members = members == list(range(len(params)))
+        self.pick = operator.itemgetter(*members) if len(members) > 1 else (lambda seq, i=members[0]: (seq[i],))
         self.vec = vec
         p0 = params[members[0]]
         self.device = p0.device
@@ -571,10 +629,17 @@ class _Bucket:
         self.xsq = torch.zeros(max(self.n_tiles, 1), **f32)
         self.scale = torch.zeros(len(members), **f32)
         self.bad = torch.zeros(len(members), dtype=torch.int32, device=dev)
-        self.ptr_key: tuple | None = None
-        self.ptrs: Tensor | None = None
         self.momentum = moms[members[0]] is not None
         self.count_skips = skips[members[0]] is not None
+        # The widest 16-byte access the shapes allow; set_pointers lowers it to
+        # 1 whenever a pointer of the bucket is not 16-byte aligned.
+        self.vec_shape = vec
+        self.vec = 1
+        self.host_ptrs = torch.zeros((len(members), _NPTR_HOST), dtype=torch.int64)
+        self.host_np = self.host_ptrs.numpy()  # the same memory, written without torch's dispatch
+        # Allocated once: pointer updates are written into it in place, so a
+        # CUDA graph that captured a step keeps reading the current table.
+        self.ptrs = self.host_ptrs if dev.type == "cpu" else torch.zeros_like(self.host_ptrs, device=dev)
         self.set_pointers(params, grads, stats_r, stats_c, steps, moms, skips)
 
     def scratch_bytes(self) -> int:
@@ -584,10 +649,12 @@ class _Bucket:
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
     def set_pointers(self, params, grads, stats_r, stats_c, steps, moms, skips) -> None:
-        rows, key = [], []
+        """Write every address of the bucket's tensors into its pointer table,
+        and re-decide the 16-byte alignment hint from them."""
+        rows = []
         for i in self.members:
             c, mom, skip = stats_c[i], moms[i], skips[i]
-            row = (
+            rows.append((
                 params[i].data_ptr(),
                 grads[i].data_ptr(),
                 stats_r[i].data_ptr(),
@@ -595,16 +662,37 @@ class _Bucket:
                 steps[i].data_ptr(),
                 mom.data_ptr() if mom is not None else 0,
                 skip.data_ptr() if skip is not None else 0,
-            )
-            rows.append(row)
-            key.extend(row)
-        key = tuple(key)
-        if key != self.ptr_key:
-            self.ptrs = _to_device(torch.tensor(rows, dtype=torch.int64).reshape(-1, _NPTR_HOST), self.device)
-            self.ptr_key = key
+            ))
+        self.host_np[:] = rows
+        # The kernels tell the compiler, with VEC > 1, that X, G and M start
+        # on a 16-byte boundary: never launch them so on a misaligned pointer.
+        self.xm_aligned = not any(map(_MISALIGNED, (r[c] for r in rows for c in (_PX_HOST, _PM_HOST))))
+        self.g_aligned = not any(map(_MISALIGNED, (r[_PG_HOST] for r in rows)))
+        self.vec = self.vec_shape if self.xm_aligned and self.g_aligned else 1
+        self._upload()
+
+    def set_grad_pointers(self, grad_ptrs: tuple[int, ...]) -> None:
+        """Only the gradients moved (``zero_grad(set_to_none=True)``): rewrite their column
+        and re-decide the alignment hint, with no Python loop over the tensors."""
+        picked = grad_ptrs if self.all_members else self.pick(grad_ptrs)
+        self.host_np[:, _PG_HOST] = picked
+        self.g_aligned = not any(map(_MISALIGNED, picked))
+        self.vec = self.vec_shape if self.xm_aligned and self.g_aligned else 1
+        self._upload()
+
+    def _upload(self) -> None:
+        if self.ptrs is not self.host_ptrs:
+            if _capturing(self.device):
+                raise RuntimeError(
+                    "fused: a parameter, gradient or state tensor moved to a new address while a CUDA graph is "
+                    "being captured; the pointer table cannot be uploaded inside a capture. Keep the tensors "
+                    "static while capturing (the usual rule for CUDA graphs) and run one step before capture."
+                )
+            self.ptrs.copy_(self.host_ptrs.pin_memory(), non_blocking=True)
 
     def run(
-        self, *, lr, eps1, eps2, d, neg_c, decay, sign, relative_step, scale_parameter, read_x, increment, beta1
+        self, *, lr, eps1, eps2, d, neg_c, decay, sign, relative_step, scale_parameter, read_x, increment, beta1,
+        seed: Tensor | None = None, salt: int = 0,
     ) -> None:
         # With increment the counters hold t - 1 until pass 2b stores t.
         t_offset = 1.0 if increment else 0.0
@@ -632,10 +720,12 @@ class _Bucket:
             INCREMENT=bool(increment), COUNT_SKIPS=self.count_skips,
             **({} if INTERPRET else {"num_warps": 4}),
         )
+        sr = seed is not None and self.xdt == tl.bfloat16
         _update_kernel[(self.n_tiles,)](
             self.tiles, self.meta, self.ptrs, self.rsum, self.scale, self.xsq, self.bad,
-            eps1, neg_c, decay, sign, 1.0 - beta1,
-            XDT=self.xdt, GDT=self.gdt, TDT=self.tdt, SEG_BLOCK=128, MOMENTUM=self.momentum, **common, **warps,
+            seed if sr else self.bad, salt, eps1, neg_c, decay, sign, 1.0 - beta1,
+            XDT=self.xdt, GDT=self.gdt, TDT=self.tdt, SEG_BLOCK=128, MOMENTUM=self.momentum, SR=sr,
+            **common, **warps,
         )
 
 
@@ -646,9 +736,28 @@ def _to_device(t: Tensor, device: torch.device) -> Tensor:
     return t.pin_memory().to(device, non_blocking=True)
 
 
+def _capturing(device: torch.device) -> bool:
+    """True while the current CUDA stream of ``device`` is being captured into a graph."""
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
+# C-level accessors: a per-step check maps them over the tensor lists, with no
+# Python bytecode per tensor.
+_DATA_PTR = Tensor.data_ptr
+_VERSION = operator.attrgetter("_version")
+_SHAPE = operator.attrgetter("shape")
+_NBYTES = operator.attrgetter("nbytes")
+_IS_CONTIGUOUS = Tensor.is_contiguous
+_DEREF = weakref.ref.__call__
+_MISALIGNED = (15).__and__  # nonzero for an address that is not a multiple of 16
+_PLUS_ONE = (1).__add__
+_bump = torch._C._increment_version  # one C++ loop over a list (torch.autograd.graph.increment_version)
+
+
 class _Plan:
-    """The cached launch plan for one list of parameters: buckets, tile tables
-    and scratch buffers, plus what is needed to trust the carried sum of X^2."""
+    """The launch plan for one list of parameters: buckets, tile tables and
+    scratch buffers, the addresses they were bound to, and the parameters'
+    versions after the plan's last write (to trust the carried sum of X^2)."""
 
     def __init__(self, params, grads, stats_r, stats_c, steps, moms, skips) -> None:
         groups: dict[tuple, list[int]] = {}
@@ -680,58 +789,186 @@ class _Plan:
         self.buckets = []
         for (pdt, gdt, config), members in buckets.items():
             members.sort()
-            vec = _vector_width(members, params, grads, pdt, gdt)
+            vec = _vector_width(members, params, pdt, gdt)
             self.buckets.append(_Bucket(members, params, grads, stats_r, stats_c, steps, moms, skips, config, vec))
-        self.versions: list[int] | None = None  # param._version after the last step
-        self.grad_key = tuple((g.data_ptr(), g.dtype) for g in grads)
+        self.device = params[0].device
+        self.has_bf16 = any(bucket.xdt == tl.bfloat16 for bucket in self.buckets)
         # Weak references: the plan must not keep a model alive, and a new
         # tensor at an old address must not inherit the carried sum of X^2.
-        self.refs = [weakref.ref(p) for p in params]
-        self.token: object | None = None  # identifies this plan's latest step
+        self.refs = tuple(map(weakref.ref, params))
+        self.shapes = tuple(map(_SHAPE, params))
+        self.grad_nbytes = tuple(map(_NBYTES, grads))
+        self.versions: tuple[int, ...] | None = None  # param._version after the plan's last write
+        self._bind_state(stats_r, stats_c, steps, moms, skips)
+        self.param_ptrs = tuple(map(_DATA_PTR, params))
+        self.grad_ptrs = tuple(map(_DATA_PTR, grads))
+        # Does one bump raise every parameter's version by exactly 1? Not if
+        # some share a counter (views of one buffer) or appear twice; then
+        # run_plan reads the versions back instead of predicting them.
+        before = tuple(map(_VERSION, params))
+        _bump(params)
+        self.unit_bump = tuple(map(_VERSION, params)) == tuple(map(_PLUS_ONE, before))
+
+    def _bind_state(self, stats_r, stats_c, steps, moms, skips) -> None:
+        # The state the kernels write, bumped after each step. The plan holds
+        # the tensors and their storages, so the memory its tables point at
+        # outlives every launch, and every captured graph, of this plan.
+        self.state = [t for t in (*stats_r, *stats_c, *steps, *moms, *skips) if t is not None]
+        self.storages = [t.untyped_storage() for t in self.state]
+        self.state_key = _state_key(stats_r, stats_c, steps, moms, skips)
+        self.empty_steps = [s for s, shape in zip(steps, self.shapes) if math.prod(shape) == 0]
 
     def holds(self, params) -> bool:
-        """True if these are the very tensors the plan was built for."""
-        return len(params) == len(self.refs) and all(ref() is p for ref, p in zip(self.refs, params))
+        """True if these are the very tensors the plan was built for (one map, no Python per tensor)."""
+        return len(params) == len(self.refs) and all(map(operator.is_, map(_DEREF, self.refs), params))
 
-    def set_pointers(self, params, grads, stats_r, stats_c, steps, moms, skips) -> None:
+    def rebind(self, params, grads, stats_r, stats_c, steps, moms, skips) -> None:
+        """New addresses for the same tensors (``load_state_dict``, ``p.data = ...``, FSDP
+        resharding): rewrite the pointer tables and re-decide the alignment hint."""
         for bucket in self.buckets:
             bucket.set_pointers(params, grads, stats_r, stats_c, steps, moms, skips)
+        self._bind_state(stats_r, stats_c, steps, moms, skips)
+        self.param_ptrs = tuple(map(_DATA_PTR, params))
+        self.grad_ptrs = tuple(map(_DATA_PTR, grads))
+        self.versions = None  # a rebound parameter holds other values: re-read X
+
+    def scratch_bytes(self) -> int:
+        return sum(bucket.scratch_bytes() for bucket in self.buckets)
 
 
-def _vector_width(members, params, grads, pdt, gdt) -> int:
-    """Elements per 16-byte access if every row start of every tensor in the
-    bucket is 16-byte aligned (the compiler then issues 128-bit loads), else 1."""
+def _state_key(stats_r, stats_c, steps, moms, skips) -> tuple:
+    """Identity and address of every state tensor: a change means re-check and rebind."""
+    return tuple((id(t), t.data_ptr()) if t is not None else None for t in (*stats_r, *stats_c, *steps, *moms, *skips))
+
+
+def _vector_width(members, params, pdt, gdt) -> int:
+    """Elements per 16-byte access if every row of every tensor in the bucket
+    starts a multiple of 16 bytes after its tensor's start, else 1. The
+    pointers themselves are checked whenever they are bound
+    (``_Bucket.set_pointers``): the compiler then issues 128-bit loads."""
     width = 16 // max(torch.empty((), dtype=pdt).element_size(), torch.empty((), dtype=gdt).element_size())
     for i in members:
-        p, g = params[i], grads[i]
-        inner = p.shape[-1] if p.dim() >= 1 else 1
-        if p.dim() >= 2 and inner % width:
-            return 1
-        if p.data_ptr() % 16 or g.data_ptr() % 16:
+        p = params[i]
+        if p.dim() >= 2 and p.shape[-1] % width:
             return 1
     return width
 
 
-_PLANS: OrderedDict[tuple, _Plan] = OrderedDict()
-# Parameter address -> token of the fused step that last wrote it.
-_LAST_WRITE: dict[int, object] = {}
-_MAX_PLANS = 8
+class PlanCache:
+    """The launch plans of one parameter group, for as long as the group exists.
+
+    ``optbook.Adafactor`` keeps one per param group; the functional
+    :func:`fused_adafactor_step` without ``plans=`` keeps one per first
+    parameter (a weak reference: it dies with the model). Plans are keyed on
+    what they depend on (which tensors, their shapes and dtypes, which
+    optional state exists, the block shape) and never evicted, so the
+    buffers a captured CUDA graph points at stay alive. A repeated step with
+    the same tensors compares only the addresses of the parameters and
+    gradients and the parameters' version counters (:meth:`prepare`);
+    everything else was validated when the plan was built or last rebound.
+    """
+
+    def __init__(self) -> None:
+        self.plans: dict[tuple, _Plan] = {}
+        self.last: _Plan | None = None
+        #: Set by the owner when the state tensors are known to be those the
+        #: last plan was bound to (``optbook.Adafactor`` clears it whenever it
+        #: replaces state: ``load_state_dict``, ``add_param_group``, unpickling).
+        self.trust_state = False
+        _CACHES.add(self)
+
+    def clear(self) -> None:
+        """Drop every plan (and its device buffers). Never while a captured graph may still use them."""
+        self.plans.clear()
+        self.last = None
+        self.trust_state = False
+
+    def scratch_bytes(self) -> int:
+        return sum(plan.scratch_bytes() for plan in self.plans.values())
+
+    def lookup(self, params, grads, stats_r, stats_c, steps, moms, skips) -> _Plan:
+        """The plan for these lists, built (after every check) or rebound if needed."""
+        key = _plan_key(params, grads, stats_c, moms, skips)
+        plan = self.plans.get(key)
+        if plan is not None and not plan.holds(params):
+            plan = None  # other tensors with the ids of dead ones: nothing cached is about them
+        if plan is None:
+            _check_inputs(params, grads, stats_r, stats_c, steps, moms, skips)
+            if _capturing(params[0].device):
+                raise RuntimeError(
+                    "fused: the first step of a parameter list (which builds its launch plan) cannot run "
+                    "inside a CUDA graph capture; run one step before capturing, as for torch's optimizers."
+                )
+            plan = self.plans[key] = _Plan(params, grads, stats_r, stats_c, steps, moms, skips)
+        elif (
+            plan.state_key != _state_key(stats_r, stats_c, steps, moms, skips)
+            or tuple(map(_DATA_PTR, params)) != plan.param_ptrs
+            or tuple(map(_DATA_PTR, grads)) != plan.grad_ptrs
+        ):
+            _check_inputs(params, grads, stats_r, stats_c, steps, moms, skips)
+            plan.rebind(params, grads, stats_r, stats_c, steps, moms, skips)
+        self.last = plan
+        return plan
+
+    def prepare(self, params, grads, plan: _Plan | None = None) -> _Plan | None:
+        """The last plan, ready for ``params`` and ``grads``, if nothing but the
+        gradients' addresses changed since it was bound; else None (the caller
+        then takes the full path, :func:`fused_adafactor_step`).
+
+        ``grads`` must be the ``.grad`` of ``params``: torch's setter of
+        ``.grad`` already refuses another shape, dtype or device. A gradient
+        that moved is checked here for its size in bytes (so that not even a
+        ``grad.data = ...`` swap, which bypasses the setter, makes a kernel
+        read out of bounds), layout (a sparse tensor has no data pointer) and
+        contiguity, all with C-level maps, and its address is re-checked for
+        16-byte alignment. A caller that
+        already knows ``plan`` was built for these very ``params`` passes it.
+        """
+        if plan is None:
+            plan = self.last
+            if plan is None or not plan.holds(params):
+                return None
+        if not self.trust_state:
+            return None
+        if tuple(map(_DATA_PTR, params)) != plan.param_ptrs:
+            return None  # a parameter was rebound: re-check it on the full path
+        try:
+            grad_ptrs = tuple(map(_DATA_PTR, grads))
+        except (RuntimeError, TypeError):
+            return None  # no storage (a sparse gradient) or None: the full path refuses or re-plans
+        if grad_ptrs != plan.grad_ptrs:
+            if not (tuple(map(_NBYTES, grads)) == plan.grad_nbytes and all(map(_IS_CONTIGUOUS, grads))):
+                return None
+            for bucket in plan.buckets:
+                bucket.set_grad_pointers(grad_ptrs)
+            plan.grad_ptrs = grad_ptrs
+        return plan
 
 
-def _plan_key(params, stats_r, stats_c, steps, moms, skips) -> tuple:
-    def ptr(t):
-        return 0 if t is None else t.data_ptr()
+_CACHES: "weakref.WeakSet[PlanCache]" = weakref.WeakSet()
+# The caches of the functional entry point, one per first parameter.
+_FUNCTIONAL: "WeakIdKeyDictionary" = WeakIdKeyDictionary()
 
-    return tuple(
-        (p.data_ptr(), p.shape, p.dtype, r.data_ptr(), ptr(c), s.data_ptr(), ptr(m), ptr(k))
-        for p, r, c, s, m, k in zip(params, stats_r, stats_c, steps, moms, skips)
+
+def _plan_key(params, grads, stats_c, moms, skips) -> tuple:
+    """What a plan depends on: the tensors (by identity), their shapes and dtypes, which optional
+    state they have, and the forced block shape. Addresses are not in it: they are rebound."""
+    from optbook.kernels import layout
+
+    return (layout._FORCED_CONFIG,) + tuple(
+        (id(p), p.shape, p.dtype, None if g is None else g.dtype, c is None, m is None, k is None)
+        for p, g, c, m, k in zip(params, grads, stats_c, moms, skips)
     )
 
 
 def clear_plans() -> None:
-    """Drop every cached plan (and its device buffers); the next step rebuilds."""
-    _PLANS.clear()
-    _LAST_WRITE.clear()
+    """Drop every cached plan (and its device buffers) of every cache; the next step rebuilds.
+
+    Never call it while a captured CUDA graph that uses a plan may still be replayed.
+    """
+    for cache in list(_CACHES):
+        cache.clear()
+    _FUNCTIONAL.clear()
 
 
 def cached_plan_bytes() -> int:
@@ -739,9 +976,9 @@ def cached_plan_bytes() -> int:
 
     This memory is not optimizer *state* (nothing in it survives a
     checkpoint) but it is resident between steps: about
-    :math:`2 \cdot 4/128` bytes per element with 128 x 128 tiles.
+    :math:`2 \\cdot 4/128` bytes per element with 128 x 128 tiles.
     """
-    return sum(bucket.scratch_bytes() for plan in _PLANS.values() for bucket in plan.buckets)
+    return sum(cache.scratch_bytes() for cache in list(_CACHES))
 
 
 def invalidate_carried_rms(params: Sequence[Tensor] | None = None) -> None:
@@ -750,15 +987,17 @@ def invalidate_carried_rms(params: Sequence[Tensor] | None = None) -> None:
     Needed only after writing a parameter in a way its version counter does
     not see (``p.data.copy_(...)``); ``None`` forgets it for every plan.
     """
-    ptrs = None if params is None else {p.data_ptr() for p in params}
-    for key, plan in _PLANS.items():
-        if ptrs is None or any(entry[0] in ptrs for entry in key):
-            plan.versions = None
+    ids = None if params is None else {id(p) for p in params}
+    for cache in list(_CACHES):
+        for plan in cache.plans.values():
+            if ids is None or any(id(ref()) in ids for ref in plan.refs):
+                plan.versions = None
 
 
-def launches_per_step(params: Sequence[Tensor]) -> int:
+def launches_per_step(params: Sequence[Tensor], *, stochastic_rounding: bool = False) -> int:
     """Kernel launches (memsets included) of one fused step over ``params``,
-    from the plan's buckets: 6 per bucket with a matrix, 4 for vectors only."""
+    from the plan's buckets: 6 per bucket with a matrix, 4 for vectors only,
+    and with ``stochastic_rounding`` one more (the seed) if a parameter is bfloat16."""
     counts = {}
     for p in params:
         if p.numel() == 0:
@@ -767,7 +1006,8 @@ def launches_per_step(params: Sequence[Tensor]) -> int:
         counts[key] = counts.get(key, 0) + 1
     matrix_buckets = sum(1 for key in counts if len(key) == 2)
     vector_only = {key[0] for key in counts if len(key) == 1} - {key[0] for key in counts if len(key) == 2}
-    return 6 * matrix_buckets + 4 * len(vector_only)
+    seed = int(bool(stochastic_rounding) and any(p.dtype == torch.bfloat16 and p.numel() for p in params))
+    return 6 * matrix_buckets + 4 * len(vector_only) + seed
 
 
 # --------------------------------------------------------------------------- entry points
@@ -871,6 +1111,10 @@ def fused_adafactor_step(
     beta1: float | None = None,
     exp_avgs: Sequence[Tensor | None] | None = None,
     nonfinite_skips: Sequence[Tensor] | None = None,
+    stochastic_rounding: bool = False,
+    generator: torch.Generator | None = None,
+    seed: Tensor | None = None,
+    plans: PlanCache | None = None,
 ) -> None:
     r"""One Adafactor step over many tensors with the fused kernels, in place.
 
@@ -896,6 +1140,19 @@ def fused_adafactor_step(
     overflow) is left untouched, statistics and momentum included; the others
     are updated. ``nonfinite_skips[i]``, an int64 one-element tensor, counts
     the steps skipped so, on the device.
+
+    With ``stochastic_rounding=True`` bfloat16 parameters are rounded
+    stochastically (the eager path's distribution: 16 uniform random bits
+    added below the last kept bit, then truncation), with Philox bits from
+    a seed drawn once per step from ``generator`` (a ``torch.Generator`` on
+    the parameters' device; ``None``: torch's default one), so a seeded run
+    is reproducible (or from ``seed``, a one-element int64 tensor on the
+    device, if given). float32 and float16 parameters are not affected.
+
+    ``plans`` is the :class:`PlanCache` to keep the launch plan in (an
+    optimizer passes one per param group); ``None`` uses a cache tied to
+    ``params[0]``. Every tensor written (parameters, statistics, counters,
+    momentum) has its version counter bumped after the launches.
     """
     params, grads, stats_r, stats_c, steps = map(list, (params, grads, stats_r, stats_c, steps))
     if len({len(params), len(grads), len(stats_r), len(stats_c), len(steps)}) != 1:
@@ -922,50 +1179,124 @@ def fused_adafactor_step(
                         ("decay_exponent", decay_exponent)):
         if isinstance(value, Tensor) or not isinstance(value, (int, float)):
             raise TypeError(f"fused: {name} must be a Python float, got {type(value).__name__}.")
-    key = _plan_key(params, stats_r, stats_c, steps, moms, skips)
-    plan = _PLANS.get(key)
-    if plan is not None and not plan.holds(params):
-        # Other tensors now live at the recorded addresses: nothing cached is about them.
-        del _PLANS[key]
-        plan = None
-    if plan is None:
-        _check_inputs(params, grads, stats_r, stats_c, steps, moms, skips)
-        plan = _Plan(params, grads, stats_r, stats_c, steps, moms, skips)
-        _PLANS[key] = plan
-        while len(_PLANS) > _MAX_PLANS:
-            _PLANS.popitem(last=False)
-    else:
-        _PLANS.move_to_end(key)
-        # Gradients are often new tensors every step (zero_grad(set_to_none=True)):
-        # check them, and re-upload their addresses, only when they moved.
-        grad_key = tuple((g.data_ptr(), g.dtype) if g is not None else None for g in grads)
-        if grad_key != plan.grad_key:
-            _check_inputs(params, grads, stats_r, stats_c, steps, moms, skips)
-            plan.set_pointers(params, grads, stats_r, stats_c, steps, moms, skips)
-            plan.grad_key = grad_key
-    versions = [p._version for p in params]
-    # The carried sum of X^2 is this plan's own, from its last step: stale if
-    # anything wrote a parameter since, be it a version-counted in-place op or
-    # another plan (a step where some gradients were None has other lists).
-    carried = plan.versions == versions and all(_LAST_WRITE.get(p.data_ptr()) is plan.token for p in params)
-    read_x = bool(scale_parameter) and not carried
-    for bucket in plan.buckets:
+    if not isinstance(stochastic_rounding, bool):
+        raise TypeError(f"fused: stochastic_rounding must be True or False, got {stochastic_rounding!r}.")
+    if generator is not None and (
+        not isinstance(generator, torch.Generator) or generator.device.type != params[0].device.type
+    ):
+        raise ValueError(
+            f"fused: generator must be a torch.Generator on {params[0].device.type} (the parameters' device) or "
+            f"None, got {generator!r}."
+        )
+    if plans is not None and not isinstance(plans, PlanCache):
+        raise TypeError(f"fused: plans must be a PlanCache or None, got {type(plans).__name__}.")
+    if plans is None:
+        plans = _FUNCTIONAL.get(params[0])
+        if plans is None:
+            plans = _FUNCTIONAL[params[0]] = PlanCache()
+    plan = plans.lookup(params, grads, stats_r, stats_c, steps, moms, skips)
+    run_plan(
+        plan, params, lr=lr, decay_exponent=decay_exponent, eps1=eps1, eps2=eps2, d=d, weight_decay=weight_decay,
+        relative_step=relative_step, scale_parameter=scale_parameter, maximize=maximize,
+        increment_steps=increment_steps, beta1=beta1, stochastic_rounding=stochastic_rounding, generator=generator,
+        seed=seed,
+    )
+
+
+def run_plan(
+    plan: _Plan, params: Sequence[Tensor], *, lr: float, decay_exponent: float, eps1: float, eps2: float, d: float,
+    weight_decay: float, relative_step: bool, scale_parameter: bool, maximize: bool, increment_steps: bool,
+    beta1: float | None, stochastic_rounding: bool = False, generator: torch.Generator | None = None,
+    seed: Tensor | None = None,
+) -> None:
+    """Launch a plan that :meth:`PlanCache.lookup` or :meth:`PlanCache.prepare` returned for ``params``.
+
+    The carried :math:`\\sum X^2` is trusted when every parameter's version
+    counter is what this plan's own last step left; then the version of
+    every tensor written (parameters and state) is bumped, as an in-place
+    torch op would, so autograd refuses a tensor saved before the step.
+    """
+    versions = tuple(map(_VERSION, params))
+    read_x = bool(scale_parameter) and versions != plan.versions
+    if not (stochastic_rounding and plan.has_bf16):
+        seed = None
+    elif seed is None:
+        # One draw per step, kept on the device (no host sync); buckets salt it with their index.
+        seed = torch.randint(0, 1 << 62, (1,), dtype=torch.int64, device=plan.device, generator=generator)
+    for b, bucket in enumerate(plan.buckets):
         bucket.run(
+            seed=seed, salt=b,
             lr=float(lr), eps1=float(eps1), eps2=float(eps2), d=float(d), neg_c=-float(decay_exponent),
             decay=1.0 - float(lr) * float(weight_decay), sign=-1.0 if maximize else 1.0,
             relative_step=bool(relative_step), scale_parameter=bool(scale_parameter), read_x=read_x,
             increment=bool(increment_steps), beta1=0.0 if beta1 is None else float(beta1),
         )
-    if increment_steps:
-        # Zero-size tensors are in no plan; their counters still advance.
-        empty = [s for p, s in zip(params, steps) if p.numel() == 0]
-        if empty:
-            torch._foreach_add_(empty, 1.0)
-    # The kernels write through raw pointers, which version counters do not see.
-    plan.versions = versions
-    plan.token = object()
-    for p in params:
-        _LAST_WRITE[p.data_ptr()] = plan.token
+    if increment_steps and plan.empty_steps:
+        # Zero-size tensors are in no bucket; their counters still advance.
+        torch._foreach_add_(plan.empty_steps, 1.0)
+    # The kernels wrote through raw pointers, which version counters do not see.
+    _bump(params)
+    _bump(plan.state)
+    plan.versions = tuple(map(_PLUS_ONE, versions)) if plan.unit_bump else tuple(map(_VERSION, params))
+
+
+@torch.library.custom_op(
+    "optbook::fused_adafactor_step",
+    mutates_args=("params", "stats_r", "stats_c", "steps", "exp_avgs", "nonfinite_skips"),
+)
+def fused_adafactor_op(
+    params: list[Tensor],
+    grads: list[Tensor],
+    stats_r: list[Tensor],
+    stats_c: list[Tensor],
+    steps: list[Tensor],
+    exp_avgs: list[Tensor],
+    nonfinite_skips: list[Tensor],
+    c_index: list[int],
+    lr: float,
+    decay_exponent: float,
+    eps1: float,
+    eps2: float,
+    d: float,
+    weight_decay: float,
+    relative_step: bool,
+    scale_parameter: bool,
+    maximize: bool,
+    increment_steps: bool,
+    beta1: float | None,
+    stochastic_rounding: bool = False,
+    seed: Tensor | None = None,
+) -> None:
+    """:func:`fused_adafactor_step` as a torch custom op, which ``torch.compile`` records as one
+    call that mutates its list arguments (no graph break).
+
+    A custom op's schema has no list of optional tensors, so ``stats_c``
+    holds only the column statistics of the factored tensors and
+    ``c_index[i]`` says which one belongs to ``params[i]`` (``-1``: none);
+    ``exp_avgs`` and ``nonfinite_skips`` are empty lists for "absent".
+    A schema cannot hold a ``torch.Generator``: with ``stochastic_rounding``
+    the caller passes ``seed``, a one-element int64 tensor on the device
+    (``None``: drawn from torch's default generator).
+    Under ``torch.compile`` the functionalised graph may call it on copies
+    of the mutated tensors and copy them back: correct, but each such call
+    plans afresh, as the addresses are new (inductor's re-inplacing avoids
+    the copies).
+    """
+    cols = [stats_c[i] if i >= 0 else None for i in c_index]
+    fused_adafactor_step(
+        params, grads, stats_r, cols, steps, lr=lr, decay_exponent=decay_exponent, eps1=eps1, eps2=eps2, d=d,
+        weight_decay=weight_decay, relative_step=relative_step, scale_parameter=scale_parameter, maximize=maximize,
+        increment_steps=increment_steps, beta1=beta1, exp_avgs=list(exp_avgs) if exp_avgs else None,
+        nonfinite_skips=list(nonfinite_skips) if nonfinite_skips else None,
+        stochastic_rounding=stochastic_rounding, seed=seed,
+    )
+
+
+@fused_adafactor_op.register_fake
+def _fused_adafactor_op_fake(params, grads, stats_r, stats_c, steps, exp_avgs, nonfinite_skips, c_index, lr,
+                             decay_exponent, eps1, eps2, d, weight_decay, relative_step, scale_parameter, maximize,
+                             increment_steps, beta1, stochastic_rounding=False, seed=None) -> None:
+    return None  # everything happens in place; no new tensor
 
 
 #: The functional entry point of ``optbook.Adafactor(..., fused=True)``: the

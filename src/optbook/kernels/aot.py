@@ -82,9 +82,10 @@ def _signatures(dtype_name: str, config, vec: int, variant: str = "main"):
         (
             F._update_kernel,
             {"tiles_ptr": "*i32", "meta_ptr": "*i64", "ptr_ptr": "*i64", "rsum_ptr": "*fp32", "scale_ptr": "*fp32",
-             "xsq_ptr": "*fp32", "bad_ptr": "*i32", "eps1": "fp32", "neg_c": "fp32", "decay": "fp32", "sign": "fp32",
-             "one_minus_beta1": "fp32"},
-            {"XDT": xdt, "GDT": xdt, "TDT": tl.float32, "SEG_BLOCK": 128, "MOMENTUM": momentum, **blocks},
+             "xsq_ptr": "*fp32", "bad_ptr": "*i32", "seed_ptr": "*i64", "salt": "i32", "eps1": "fp32", "neg_c": "fp32",
+             "decay": "fp32", "sign": "fp32", "one_minus_beta1": "fp32"},
+            {"XDT": xdt, "GDT": xdt, "TDT": tl.float32, "SEG_BLOCK": 128, "MOMENTUM": momentum,
+             "SR": other and xdt == tl.bfloat16, **blocks},
         ),
     ]
 
@@ -99,7 +100,8 @@ def compile_all(
     the same with ``beta1`` and a re-read of X. Variant
     ``"other"`` takes every other constexpr branch: narrow tiles without the
     alignment promise, re-read X, absolute step, no parameter scale, caller
-    counts t and skips, momentum. ``kernels`` names a subset (for example ``["_update_kernel"]``).
+    counts t and skips, momentum, stochastic rounding (bfloat16). ``kernels``
+    names a subset (for example ``["_update_kernel"]``).
     """
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise RuntimeError(

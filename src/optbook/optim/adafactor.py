@@ -83,6 +83,7 @@ import operator
 import os
 import warnings
 import weakref
+from itertools import compress, repeat
 from numbers import Real
 from typing import Any, Callable, Iterable, Sequence
 
@@ -133,12 +134,11 @@ _FOREIGN_OPTIONS = {
     "clip_threshold": "d",
     "betas": "beta1 (momentum) and beta2_decay (the second-moment schedule)",
     "warmup_init": "a learning-rate scheduler on lr",
-    "capturable": "nothing: the step never synchronises with the host anyway",
     "differentiable": "nothing: differentiating through the step is not supported",
 }
 # torch writes these two into param groups and defaults with the value False
 # (Optimizer.__setstate__ adds differentiable=False); only True is refused.
-_FALSE_IS_FINE = ("capturable", "differentiable")
+_FALSE_IS_FINE = ("differentiable",)
 
 
 class Adafactor(Optimizer):
@@ -306,8 +306,9 @@ class Adafactor(Optimizer):
             CUDA tensors the Triton kernels of :mod:`optbook.kernels.adafactor_fused`,
             CPU tensors the numba kernel of :mod:`optbook.kernels.cpu_fused` (or
             Triton's interpreter when ``CPU_FUSED_BACKEND`` says so, as it does under
-            ``TRITON_INTERPRET=1``). float32/bfloat16/float16; ``"last_two"``, no
-            stochastic rounding. Same iteration, same state, momentum included;
+            ``TRITON_INTERPRET=1``). float32/bfloat16/float16; ``"last_two"``;
+            stochastic rounding of bfloat16 with the eager path's distribution
+            (other random bits). Same iteration, same state, momentum included;
             non-finite gradients are skipped and counted in ``nonfinite_skips``
             as on the eager path. A CPU group the kernel cannot take
             (non-contiguous tensors, ...) falls back to the eager path with one
@@ -316,6 +317,17 @@ class Adafactor(Optimizer):
             kernel if the module constant ``CPU_FUSED_DEFAULT`` is True (then
             also with ``"two_largest"`` and stochastic rounding, unless
             ``foreach`` is set), else the eager path.
+        capturable: allow :meth:`step` to be captured in a CUDA graph, as in
+            ``torch.optim``. No path of this class synchronises with the host
+            (the step counters are device tensors, non-finite gradients are
+            skipped on the device), so the numbers are the same either way;
+            with ``False`` a step inside a capture raises, as torch's
+            optimizers do. The first fused step, which builds the launch plan
+            (and the state), must run before capture; while capturing, the
+            parameters, gradients and state must keep their addresses, and
+            ``lr`` must be a Python number. The plans live as long as the
+            optimizer (one cache per param group, never evicted), so a
+            captured graph never points at freed scratch buffers.
 
     Bad hyperparameters raise a ``ValueError`` or ``TypeError`` naming the
     option, in the constructor, in :meth:`add_param_group`, in
@@ -328,6 +340,18 @@ class Adafactor(Optimizer):
     does not repeat a check that passed at an earlier step when nothing it
     reads has changed (the same option values, the same state tensors with
     the same shapes, dtypes and devices, gradients of the same layout).
+    A group on the Triton path (``fused=True`` on CUDA, or under the
+    interpreter) goes further: after one full step, a step with the same
+    parameters, options and set of gradients present compares only the addresses of the parameters and gradients and the
+    parameters' version counters (C-level maps, no Python per tensor); a new
+    address re-checks what it affects, 16-byte alignment included. Its state
+    is trusted between steps: ``load_state_dict``, ``add_param_group`` and
+    unpickling re-check it, but a state tensor replaced by hand is not
+    looked at (the plan keeps the old one alive, so no kernel writes freed
+    memory). The fused step bumps the version counter of every tensor it
+    writes, as torch's in-place ops do, so autograd refuses a tensor saved
+    before the step. Under ``torch.compile`` the fused kernels run as the
+    custom op ``optbook::fused_adafactor_step`` (no graph break).
     """
 
     def __init__(
@@ -347,6 +371,7 @@ class Adafactor(Optimizer):
         maximize: bool = False,
         stochastic_rounding: bool = False,
         fused: bool | None = None,
+        capturable: bool = False,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -362,6 +387,7 @@ class Adafactor(Optimizer):
             "maximize": maximize,
             "stochastic_rounding": stochastic_rounding,
             "fused": fused,
+            "capturable": capturable,
         }
         _check_hyperparameters(defaults, "Adafactor()")
         if isinstance(eps, list):
@@ -369,6 +395,9 @@ class Adafactor(Optimizer):
         #: The ``torch.Generator`` that stochastic rounding draws from (on the
         #: parameters' device); ``None`` uses torch's default generator.
         self.generator: torch.Generator | None = None
+        #: One launch-plan cache per param group index (optbook.kernels.adafactor_fused.PlanCache):
+        #: never evicted while the optimizer lives, so a captured CUDA graph's buffers stay valid.
+        self._fused_plans: dict[int, Any] = {}
         self._forget_checks()
         super().__init__(params, defaults)
 
@@ -382,6 +411,7 @@ class Adafactor(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("generator", None)
+        self.__dict__.setdefault("_fused_plans", {})
         # A group pickled or saved before an option existed gets its default,
         # as torch.optim's optimizers do in __setstate__.
         fill_missing_options(self.param_groups, _signature_defaults())
@@ -497,19 +527,35 @@ class Adafactor(Optimizer):
             if not self._options_unchanged(gi, group):
                 _check_hyperparameters(group, where)
                 self._remember_options(gi, group)
+            # Under torch.compile the step is traced once: no plan caches, the kernels run as a custom op.
+            ready = self._fused_ready(gi, group) if group["fused"] and not torch.compiler.is_compiling() else None
+            if ready is not None:
+                work.append((gi, group, ready[0], ready[1]))
+                continue
             params = self._checked_params(gi, group)
             if group["fused"] and params:
                 _check_fused_group(params, where)
-            work.append((group, params))
-        # DTensor parameters (FSDP2, tensor parallelism): optbook.distributed, two all-reduces for all of them.
-        from optbook.distributed.adafactor import step_dtensors
+            if group["capturable"] is False and params and _capturing(params[0]):
+                raise RuntimeError(
+                    f"{where} has capturable=False, but step() is being captured into a CUDA graph; "
+                    "construct the optimizer with capturable=True."
+                )
+            work.append((gi, group, params, None))
+        slow = [(group, params) for _, group, params, plan in work if plan is None]
+        if slow:
+            # DTensor parameters (FSDP2, tensor parallelism): optbook.distributed, two all-reduces for all of them.
+            from optbook.distributed.adafactor import step_dtensors
 
-        work = step_dtensors(self, work)
-        for group, params in work:
+            rest = iter(step_dtensors(self, slow))
+        for gi, group, params, plan in work:
+            if plan is not None:
+                self._fused_run(group, params, plan)
+                continue
+            group, params = next(rest)
             if not params:
                 continue
             if group["fused"] and not (params[0].device.type == "cpu" and CPU_FUSED_BACKEND == "numba"):
-                self._fused_step(group, params)
+                self._fused_step(gi, group, params)
                 continue
             for p in params:
                 if not self.state.get(p):
@@ -577,6 +623,10 @@ class Adafactor(Optimizer):
         """Drop every remembered check: the next step checks everything again."""
         self._checked_options: dict[int, tuple[Any, ...]] = {}
         self._checked_parameters: dict[Tensor, tuple[Any, ...]] = {}
+        # Per param group index, what a fused group's last full check saw (see _fused_ready).
+        self._fused_records: dict[int, tuple[Any, ...]] = {}
+        for cache in getattr(self, "_fused_plans", {}).values():
+            cache.trust_state = False
 
     def _options_unchanged(self, gi: int, group: dict[str, Any]) -> bool:
         """True if ``_check_hyperparameters(group)`` passed before and would pass now (see above)."""
@@ -657,8 +707,60 @@ class Adafactor(Optimizer):
             state[name] = torch.zeros(shape, dtype=cd, device=p.device)
         state["nonfinite_skips"] = torch.zeros((), dtype=torch.int64, device=p.device)
 
-    def _fused_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        from optbook.kernels.adafactor_fused import fused_adafactor
+    # ------------------------------------------------------------------ fused (Triton) groups
+    #
+    # A fused group's first step runs every check above, then
+    # fused_adafactor_step validates the tensors and builds a launch plan in
+    # the group's PlanCache. Then the step records (_fused_records) the group
+    # dict, its parameters, which of them had gradients, the options the state
+    # layout depends on and the state dict object. A later step whose group,
+    # parameters, options, state object and set of gradients present are the
+    # same skips the per-parameter checks:
+    # PlanCache.prepare compares only the addresses of the parameters and
+    # gradients (one tuple each) and run_plan the parameters' versions. The
+    # state is the optimizer's own: load_state_dict, add_param_group and
+    # unpickling forget the records (_forget_checks); a state tensor replaced
+    # by hand is not looked at again (the plan keeps the old one alive, so no
+    # kernel ever writes freed memory).
+
+    def _fused_ready(self, gi: int, group: dict[str, Any]) -> tuple[list[Tensor], Any] | None:
+        """The parameters and the ready launch plan of a fused group that needs no check, else None."""
+        record = self._fused_records.get(gi)
+        if record is None:
+            return None
+        r_group, r_params, r_mask, r_context, r_state, cache, r_plan = record
+        if r_group is not group or self.state is not r_state or not cache.trust_state:
+            return None
+        params = group["params"]
+        if len(params) != len(r_params) or not all(map(operator.is_, params, r_params)):
+            return None
+        if _fused_context(group, self.generator) != r_context:
+            return None
+        grads = list(map(_GRAD, params))
+        if r_mask is not None:
+            # Some parameters had no gradient when the record was made (frozen ones, say): the same must hold.
+            if tuple(map(operator.is_not, grads, repeat(None))) != r_mask:
+                return None
+            params, grads = list(compress(params, r_mask)), list(compress(grads, r_mask))
+        # A missing gradient (another subset of the group: the full path, another plan) makes prepare say None.
+        plan = cache.prepare(params, grads, r_plan)  # r_plan was built for exactly these params
+        if plan is None:
+            return None
+        if not group["capturable"] and _capturing(params[0]):
+            raise RuntimeError(
+                f"param group {gi} has capturable=False, but step() is being captured into a CUDA graph; "
+                "construct the optimizer with capturable=True."
+            )
+        return params, plan
+
+    def _fused_run(self, group: dict[str, Any], params: list[Tensor], plan: Any) -> None:
+        from optbook.kernels.adafactor_fused import run_plan
+
+        eps1, eps2 = group["eps"]
+        run_plan(plan, params, generator=self.generator, **_fused_options(group, eps1, eps2))
+
+    def _fused_step(self, gi: int, group: dict[str, Any], params: list[Tensor]) -> None:
+        from optbook.kernels.adafactor_fused import PlanCache, fused_adafactor
 
         created = [p for p in params if not self.state.get(p)]
         for p in created:
@@ -672,6 +774,29 @@ class Adafactor(Optimizer):
                     added_momentum.append(p)
         states = [self.state[p] for p in params]
         eps1, eps2 = group["eps"]
+        if torch.compiler.is_compiling():
+            from optbook.kernels.adafactor_fused import fused_adafactor_op
+
+            cols = [s["C"] for s in states if "C" in s]
+            c_index, k = [], 0
+            for s in states:
+                c_index.append(k if "C" in s else -1)
+                k += "C" in s
+            seed = None
+            if group["stochastic_rounding"] and any(p.dtype == torch.bfloat16 for p in params):
+                # A custom op's schema holds no Generator: draw the step's seed here.
+                seed = torch.randint(0, 1 << 62, (1,), dtype=torch.int64, device=params[0].device,
+                                     generator=self.generator)
+            fused_adafactor_op(
+                params, [p.grad for p in params], [s["R"] if "R" in s else s["V"] for s in states], cols,
+                [s["step"] for s in states], [s["exp_avg"] for s in states] if group["beta1"] else [],
+                [s["nonfinite_skips"] for s in states], c_index, seed=seed, **_fused_options(group, eps1, eps2),
+            )
+            return
+        cache = self._fused_plans.get(gi)
+        if cache is None:
+            cache = self._fused_plans[gi] = PlanCache()
+        cache.trust_state = False
         try:
             # The kernels check their inputs before launching anything, and
             # with increment_steps=True they store t themselves.
@@ -681,19 +806,11 @@ class Adafactor(Optimizer):
                 [s["R"] if "R" in s else s["V"] for s in states],
                 [s.get("C") for s in states],
                 [s["step"] for s in states],
-                lr=float(group["lr"]),
-                decay_exponent=-float(group["beta2_decay"]),
-                eps1=float(eps1),
-                eps2=float(eps2),
-                d=float(group["d"]),
-                weight_decay=float(group["weight_decay"]),
-                relative_step=group["relative_step"],
-                scale_parameter=group["scale_parameter"],
-                maximize=group["maximize"],
-                increment_steps=True,
-                beta1=float(group["beta1"]) if group["beta1"] else None,
                 exp_avgs=[s.get("exp_avg") for s in states],
                 nonfinite_skips=[s["nonfinite_skips"] for s in states],
+                plans=cache,
+                generator=self.generator,
+                **_fused_options(group, eps1, eps2),
             )
         except Exception:
             for p in created:
@@ -701,6 +818,47 @@ class Adafactor(Optimizer):
             for p in added_momentum:
                 self.state[p].pop("exp_avg", None)
             raise
+        mask = tuple(p.grad is not None for p in group["params"])
+        if sum(mask) == len(params):
+            # Every parameter with a gradient stepped here (none is a DTensor): the next step with
+            # gradients on the same parameters may skip the checks.
+            cache.trust_state = True
+            self._fused_records[gi] = (
+                group, tuple(group["params"]), None if all(mask) else mask, _fused_context(group, self.generator),
+                self.state, cache, cache.last,
+            )
+
+
+_GRAD = operator.attrgetter("grad")
+
+
+def _fused_context(group: dict[str, Any], generator: torch.Generator | None) -> tuple[Any, ...]:
+    """The options the state layout and the plan depend on (the others are read at every step)."""
+    return (group["factor_dims"], bool(group["beta1"]), group["stochastic_rounding"], generator,
+            group["capturable"], group["fused"])
+
+
+def _fused_options(group: dict[str, Any], eps1: float, eps2: float) -> dict[str, Any]:
+    """The keyword arguments of the fused kernels for ``group``."""
+    return dict(
+        lr=float(group["lr"]),
+        decay_exponent=-float(group["beta2_decay"]),
+        eps1=float(eps1),
+        eps2=float(eps2),
+        d=float(group["d"]),
+        weight_decay=float(group["weight_decay"]),
+        relative_step=group["relative_step"],
+        scale_parameter=group["scale_parameter"],
+        maximize=group["maximize"],
+        increment_steps=True,
+        beta1=float(group["beta1"]) if group["beta1"] else None,
+        stochastic_rounding=group["stochastic_rounding"],
+    )
+
+
+def _capturing(p: Tensor) -> bool:
+    """True while ``p``'s CUDA stream is being captured into a graph (never for a CPU tensor)."""
+    return p.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 # ---------------------------------------------------------------------- functional form
@@ -1151,7 +1309,7 @@ def _check_state(state: dict[str, Any], p: Tensor, group: dict[str, Any], where:
 # The options _check_hyperparameters reads, lr aside (checked on its own at each step).
 _CHECKED_OPTIONS = (
     "beta2_decay", "eps", "d", "weight_decay", "beta1", "relative_step", "scale_parameter",
-    "maximize", "stochastic_rounding", "foreach", "fused", "factor_dims",
+    "maximize", "stochastic_rounding", "foreach", "fused", "factor_dims", "capturable",
 )
 _IMMUTABLE_TYPES = (float, int, bool, type(None), str)
 _STRIDED = torch.strided
@@ -1440,7 +1598,7 @@ def _check_hyperparameters(group: dict[str, Any], where: str) -> None:
             )
         if not _is_real(value):
             raise TypeError(f"{where}: eps must hold two real numbers, got {name}={value!r}.")
-    for name in ("relative_step", "scale_parameter", "maximize", "stochastic_rounding"):
+    for name in ("relative_step", "scale_parameter", "maximize", "stochastic_rounding", "capturable"):
         if not isinstance(group[name], bool):
             raise TypeError(f"{where}: {name} must be True or False, got {group[name]!r}.")
     for name in ("foreach", "fused"):
@@ -1498,13 +1656,12 @@ def _check_hyperparameters(group: dict[str, Any], where: str) -> None:
             for name, bad in (
                 ("foreach=True", group["foreach"] is True),
                 ("factor_dims='two_largest'", group["factor_dims"] != "last_two"),
-                ("stochastic_rounding=True", group["stochastic_rounding"]),
             )
             if bad
         ]
         if unsupported:
             raise ValueError(
                 f"{where}: fused=True does not support {', '.join(unsupported)}; the fused kernels compute the "
-                "paper's iteration (with optional momentum), factor the last two dims and round to nearest. "
+                "paper's iteration (with optional momentum) and factor the last two dims. "
                 "Use fused=None for these options."
             )
