@@ -1,4 +1,4 @@
-"""optbook.analysis.memory, optbook.tasks.model_shapes, optbook.bench.timing and tools/bench_adafactor_cpu.py.
+"""optbook.analysis.memory, optbook.tasks.model_shapes, optbook.bench.timing and the Adafactor-only CPU bench.
 
 Oracles: the tensors torch optimizers really allocate (for the state
 counts), the models ``transformers`` builds from the published configurations
@@ -8,7 +8,6 @@ published parameter counts of the released checkpoints.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import pathlib
@@ -204,27 +203,49 @@ def test_smoke_mode_times_one_round_without_warmup(monkeypatch):
         interleaved_step_times({}, repeats=0)
 
 
-def test_benchmark_script_runs_and_reports(tmp_path, capsys):
-    """tools/bench_adafactor_cpu.py --quick: every optimizer, ratios against torch's default and foreach paths.
+def test_adafactor_only_comparison_reports_paired_ratios(tmp_path, capsys):
+    """``python -m optbook.bench --device cpu`` with the Adafactor rows only (what tools/bench_adafactor_cpu.py
+    printed): every row, its ratios to torch's default and foreach paths, medians and per-round (paired).
 
     Run in this process (its main()), which saves starting another Python.
     """
-    spec = importlib.util.spec_from_file_location("bench_adafactor_cpu", ROOT / "tools" / "bench_adafactor_cpu.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from optbook.bench import __main__ as cli
+    from optbook.bench.shapes import parameter_shapes
+
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
+    methods = ["optbook", "optbook-foreach", "torch-adafactor", "torch-adafactor-foreach"]
     try:
-        assert script.main(["--quick", "--output", str(out)]) == 0
+        assert cli.main(["--device", "cpu", "--models", "gpt2-30m", "--dtypes", "fp32", "--threads", "1",
+                         "--methods", *methods, "--warmup", "1", "--repeats", "3", "--output", str(out),
+                         "--quiet"]) == 0
     finally:
         torch.set_num_threads(threads)
     stdout = capsys.readouterr().out
-    report = json.loads(out.read_text())
-    names = [r["name"] for r in report["results"]]
-    assert names == ["optbook.Adafactor", "optbook.Adafactor(foreach=True)", "torch.optim.Adafactor",
-                     "torch.optim.Adafactor(foreach=True)"]
-    by = {r["name"]: r for r in report["results"]}
-    assert by["torch.optim.Adafactor"]["ratio_of_medians"] == 1.0
-    assert math.isclose(by["torch.optim.Adafactor(foreach=True)"]["ratio_vs_torch_foreach"], 1.0)
-    assert report["parameter_set"]["parameters"] == ma.total_numbers(ms.gpt2_like_shapes(2, 32, 512, 64))
-    assert "parameters in" in stdout and "vs torch default" in stdout
+    (case,) = json.loads(out.read_text())["results"]
+    rows = {r["method"]: r for r in case["rows"]}
+    assert list(rows) == methods
+    assert case["parameters"] == ma.total_numbers(dict(parameter_shapes("gpt2-30m", small=True)))
+    assert rows["torch-adafactor"]["speedup_vs"]["torch-adafactor"] == 1.0
+    assert math.isclose(rows["torch-adafactor-foreach"]["speedup_vs"]["torch-adafactor-foreach"], 1.0)
+    for r in rows.values():
+        for base in ("torch-adafactor", "torch-adafactor-foreach"):
+            p = r["paired_ratio_vs"][base]
+            assert p["rounds"] == 3 and p["q1"] <= p["median"] <= p["q3"]
+    assert rows["torch-adafactor"]["paired_ratio_vs"]["torch-adafactor"]["median"] == 1.0
+    assert "CPU RUN" in stdout and "optbook.Adafactor" in stdout
+
+
+def test_paired_ratio_by_hand():
+    from optbook.bench import paired_ratio
+
+    # Per-round ratios 2, 1, 3, 0.5: sorted 0.5, 1, 2, 3; median 1.5; quartiles (exclusive method) 0.625, 2.75.
+    p = paired_ratio([2.0, 1.0, 6.0, 1.0], [1.0, 1.0, 2.0, 2.0])
+    assert p == {"median": 1.5, "q1": 0.625, "q3": 2.75, "rounds": 4}
+    # One round (OPTBOOK_TIMING_SMOKE runs one): its ratio is the median and both quartiles.
+    assert paired_ratio([3.0], [2.0]) == {"median": 1.5, "q1": 1.5, "q3": 1.5, "rounds": 1}
+    with pytest.raises(ValueError, match="same number"):
+        paired_ratio([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="same number"):
+        paired_ratio([], [])
+

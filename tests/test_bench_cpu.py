@@ -66,6 +66,11 @@ def test_cpu_run_reports_byte_rates_against_fused_adamw(tmp_path, capsys, monkey
     rows = {r["method"]: r for r in case["rows"]}
     assert set(rows) == {"optbook-cpu-fused", "optbook-foreach", "adamw-fused"}
     assert rows["adamw-fused"]["byte_rate_vs_adamw_fused"] == 1.0
+    assert "paired t/AdamW(fused)" in table
+    assert rows["adamw-fused"]["paired_ratio_vs"]["adamw-fused"]["median"] == 1.0
+    for r in rows.values():
+        p = r["paired_ratio_vs"]["adamw-fused"]
+        assert p["rounds"] == 3 and p["q1"] <= p["median"] <= p["q3"]
     for r in rows.values():
         # The byte rate relative to AdamW's is the ratio of (bytes / time): check it from the row's own fields.
         rate = r["model_bytes"] / r["median_s"]

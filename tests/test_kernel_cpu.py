@@ -132,6 +132,28 @@ def test_bit_exact_for_any_thread_count(monkeypatch):
     assert len(digests) == 1
 
 
+def test_bit_exact_for_any_schedule(monkeypatch):
+    """Every tensor stepped whole by one thread, or every tensor pass by pass with its tiles shared out in
+    chunks of one tile between two threads: the same bits."""
+    digests = set()
+    threads = torch.get_num_threads()
+    try:
+        for small, min_chunk, n_threads in ((1 << 62, 1 << 16, 1), (0, 1 << 16, 1), (0, 1, 2), (1 << 62, 1, 2)):
+            monkeypatch.setattr(cpu_fused, "SMALL_TENSOR", small)
+            monkeypatch.setattr(cpu_fused, "MIN_CHUNK", min_chunk)
+            monkeypatch.setattr(cpu_fused, "SERIAL_BELOW", 0)
+            cpu_fused._PLANS.clear()  # plans are cut for the schedule
+            cpu_fused._SETS.clear()
+            torch.set_num_threads(n_threads)
+            params, _ = _run(True, {"beta1": 0.9, "weight_decay": 0.1}, steps=3)
+            digests.add(_digest(params))
+    finally:
+        torch.set_num_threads(threads)
+        cpu_fused._PLANS.clear()
+        cpu_fused._SETS.clear()
+    assert len(digests) == 1
+
+
 _CHILD = """
 import hashlib, sys, torch
 sys.path.insert(0, {tests!r})

@@ -68,6 +68,8 @@ __all__ = [
     "load_records",
     "stream_bandwidth",
     "write_record",
+    "paired_ratio",
+    "PAIRED_BASELINES",
 ]
 
 #: Version tag of the JSON layout; readers check it.
@@ -479,9 +481,28 @@ def _measure_interleaved(methods, shapes, dtype, device, settings, floors, bandw
             rows.append(errors[method.key])
         else:
             optimizer = optimizers[method.key]
-            rows.append(_row(method, samples[method.key], floors[method.family], bandwidth,
-                             optimizer_state_bytes(optimizer), n_elements))
+            row = _row(method, samples[method.key], floors[method.family], bandwidth,
+                       optimizer_state_bytes(optimizer), n_elements)
+            for base in PAIRED_BASELINES:
+                if base in samples and base not in errors and len(samples[base]) == len(samples[method.key]):
+                    row.setdefault("paired_ratio_vs", {})[base] = paired_ratio(samples[method.key], samples[base])
+            rows.append(row)
     return rows
+
+
+#: The rows that every CPU row is compared with round by round (when they run).
+PAIRED_BASELINES = ("adamw-fused", "torch-adafactor", "torch-adafactor-foreach")
+
+
+def paired_ratio(times: Sequence[float], baseline: Sequence[float]) -> dict[str, float]:
+    """Median and quartiles of the per-round ratios ``times[i] / baseline[i]`` of two optimizers stepped in
+    turns (the same round, so the same load on a shared machine)."""
+    if len(times) != len(baseline) or not times:
+        raise ValueError(f"times and baseline: need the same number (> 0) of rounds, got {len(times)} and "
+                         f"{len(baseline)}.")
+    ratios = sorted(a / b for a, b in zip(times, baseline))
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+    return {"median": statistics.median(ratios), "q1": q1, "q3": q3, "rounds": len(ratios)}
 
 
 def _uses_optbook_kernels(method: Method) -> bool:
@@ -700,9 +721,11 @@ def format_table(record: dict) -> str:
         )
         base = "torch-adafactor-foreach"
         vs_adamw = any("byte_rate_vs_adamw_fused" in row for row in case["rows"])
+        paired = any("adamw-fused" in row.get("paired_ratio_vs", {}) for row in case["rows"])
         header = (f"  {'method':<44} {'median ms':>10} {'x vs torch foreach':>19} {'eff. GB/s':>10} "
                   f"{'% copy bw':>10} {'state':>12}" + (f" {'B/s vs AdamW(fused)':>20} {'t vs AdamW(fused)':>18}"
-                                                        if vs_adamw else ""))
+                                                        if vs_adamw else "")
+                  + (f" {'paired t/AdamW(fused) [IQR]':>30}" if paired else ""))
         lines.append(header)
         for row in case["rows"]:
             if "error" in row:
@@ -715,6 +738,8 @@ def format_table(record: dict) -> str:
                 f"{100 * row['fraction_of_copy_bandwidth']:>9.1f}% {_fmt_bytes(row['state_bytes']):>12}"
                 + (f" {row['byte_rate_vs_adamw_fused']:>19.2f}x {1 / row['speedup_vs']['adamw-fused']:>17.2f}x"
                    if "byte_rate_vs_adamw_fused" in row else "")
+                + (_fmt_paired(row["paired_ratio_vs"]["adamw-fused"]) if "adamw-fused" in row.get("paired_ratio_vs", {})
+                   else "")
             )
     if record.get("memory"):
         lines.append("")
@@ -733,6 +758,10 @@ def format_table(record: dict) -> str:
             if name != "judged":
                 lines.append(f"  [{'met' if t['met'] else 'NOT met'}] {name}: {t['value']:.3g}")
     return "\n".join(lines)
+
+
+def _fmt_paired(p: dict) -> str:
+    return f" {p['median']:>11.2f}x [{p['q1']:.2f}, {p['q3']:.2f}]".ljust(31)
 
 
 def _fmt_bytes(n: float) -> str:

@@ -7,7 +7,8 @@ to time. The optimizers take turns, one step each per round, so background
 load on a shared machine falls on all of them alike instead of on whichever
 ran during a busy moment; the medians and the per-round (paired) ratios are
 then robust to it. ``python -m optbook.bench --device cpu`` times its CPU rows
-with it (and ``tools/bench_adafactor_cpu.py``, the Adafactor-only comparison).
+with it and reports each row's per-round ratio to fused AdamW and to
+``torch.optim.Adafactor`` (:func:`optbook.bench.harness.paired_ratio`).
 
 With ``OPTBOOK_TIMING_SMOKE=1`` in the environment every timing runs one round
 and no warm-up, and :func:`median_step_times` runs on tensors cut to ``SMOKE_MAX_DIM``

@@ -1,36 +1,34 @@
 """The numba kernels of :mod:`optbook.kernels.cpu_fused` (imported lazily: compiling needs numba).
 
 Tensors reach the kernels as int64 addresses (one table per list), turned into
-arrays with :func:`numba.carray`: one parallel loop per pass covers every tile
-of every tensor of a dtype. The parameter dtype is a compile-time choice,
+arrays with :func:`numba.carray`: one loop per pass covers a range of the
+tiles of every tensor of a dtype (:func:`step_tensors`: all passes of a range
+of tensors). The parameter dtype is a compile-time choice,
 carried by the dtype of an empty ``mark`` array: float32, uint16 (the bits of
 bfloat16) or int16 (the bits of float16). No ``fastmath``: every sum is
 evaluated in the order written (see the module docstring of ``cpu_fused``).
+
+Every kernel is serial and runs the tiles (or tensors) ``lo:hi`` of its table
+with the GIL released: :mod:`optbook.kernels.cpu_fused` shares the tiles out
+between the calling thread and its helper threads (no numba thread pool).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import carray, njit, prange, types
+from numba import carray, njit, types
 from numba.extending import intrinsic, overload
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")
-_PARALLEL = ("pass1", "reduce1", "pass2", "pass3", "vpass1", "vpass3")
+#: The accumulators of a sum (``cpu_fused.LANES``), a compile-time constant: LLVM unrolls the loop over them
+#: and keeps them in vector registers (each lane still sums its own entries in order, at any SIMD width).
+LANES = 64
 
 
-def _parallel(func):
-    """``njit(parallel=True)``, and a serial twin ``SERIAL[name]`` of the same code (for one thread and small
-    steps, where starting the thread pool costs more than the work). Both are cached on disk."""
-    import types as pytypes
-
-    twin = pytypes.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial", func.__defaults__)
-    twin.__qualname__ = func.__qualname__ + "_serial"
-    SERIAL[func.__name__] = njit(parallel=False, **_OPTS)(twin)
-    return njit(parallel=True, **_OPTS)(func)
-
-
-SERIAL: dict = {}
+def _serial(func):
+    """``njit`` with the options above (cached on disk, GIL released)."""
+    return njit(**_OPTS)(func)
 
 
 @intrinsic
@@ -131,37 +129,36 @@ def _f32_to_half(x, sr, r):
 @overload(ld, inline="always")
 def _ld(a, k):
     if a.dtype == types.float32:
-        return lambda a, k: np.float64(a[k])
+        return lambda a, k: a[k]
     if a.dtype == types.uint16:
-        return lambda a, k: np.float64(_bits_f32(np.int64(a[k]) << 16))
+        return lambda a, k: _bits_f32(np.int64(a[k]) << 16)
     if a.dtype == types.int16:
-        return lambda a, k: _half_to_f64(a[k])
+        return lambda a, k: np.float32(_half_to_f64(a[k]))
 
 
 @overload(st, inline="always")
 def _st(a, k, v, sr, seed, koff):
     if a.dtype == types.float32:
         def impl(a, k, v, sr, seed, koff):
-            x = np.float32(v)
-            a[k] = x
-            return np.float64(x)
+            a[k] = v
+            return v
         return impl
     if a.dtype == types.uint16:
         def impl(a, k, v, sr, seed, koff):
-            b = _f32_bits(np.float32(v))
+            b = _f32_bits(v)
             if sr:
                 b += _rand16(seed, koff + k)
             else:
                 b += 0x7FFF + ((b >> 16) & 1)
             h = (b >> 16) & 0xFFFF
             a[k] = np.uint16(h)
-            return np.float64(_bits_f32(h << 16))
+            return _bits_f32(h << 16)
         return impl
     if a.dtype == types.int16:
         def impl(a, k, v, sr, seed, koff):
-            h = _f32_to_half(np.float32(v), sr, _rand16(seed, koff + k) if sr else 0)
+            h = _f32_to_half(v, sr, _rand16(seed, koff + k) if sr else 0)
             a[k] = np.int16(h - 65536 if h >= 32768 else h)
-            return _half_to_f64(h)
+            return np.float32(_half_to_f64(h))
         return impl
 
 
@@ -181,37 +178,48 @@ def _lanes_total(buf, at):
     return buf[0] + at
 
 
-# A sum runs in ``lanes`` accumulators buf[l] (element q * lanes + l of a row slice goes to lane l), a number
-# fixed by the caller at run time: LLVM then vectorises the inner loop over l in whatever width the CPU has,
-# lane by lane, without reassociating any sum (a constant trip count would be unrolled and not vectorised).
+# A sum runs in LANES accumulators buf[l] (element q * LANES + l of a row slice goes to lane l): LLVM
+# vectorises the loop over l in whatever width the CPU has, lane by lane, without reassociating any sum.
 # A row's last (L mod lanes) entries go to one scalar tail sum, in order.
 #
-# Row sums of G^2 (pass 1) are per row; the sums of squares of X (pass 1 re-read, pass 3) and of U (pass 2)
-# are per tile: their lanes run on from row to row of the tile (one tree per tile, not per row), and the
-# rows' tail sums are added in row order. Pass 1's re-read of X and pass 3 use the same order, so a carried
-# and a recomputed sum of squares of X are the same bits.
+# Row sums of G^2 (pass 1) are per row, in float64 lanes (the square of a float32 number is exact in
+# float64). The sums of squares of X (pass 1 re-read, pass 3) and of U (pass 2), which only scale the step,
+# square and add in float32 lanes within a row slice (at most COL_BLOCK / LANES = 32 terms a lane), which
+# are then added lane by lane into float64 lanes that run on from row to row of the tile (one tree per
+# tile); the rows' tail squares are added in float64, in row order. Pass 1's re-read of X and pass 3 use the
+# same order, so a carried and a recomputed sum of squares of X are the same bits.
+
 
 @njit(inline="always", cache=True)
-def _sq_acc(X, buf):
-    """Adds the squares of the row slice X into the lanes buf; returns the sum of squares of its tail."""
-    W = buf.shape[0]
+def _flush(b32, buf):
+    """buf[l] += b32[l] (float32 lanes into float64 lanes); b32 <- 0."""
+    for l in range(LANES):
+        buf[l] += np.float64(b32[l])
+        b32[l] = 0.0
+
+@njit(inline="always", cache=True)
+def _sq_acc(X, buf, b32):
+    """Adds the squares of the row slice X into the lanes buf (through the float32 lanes b32, zero on entry
+    and on exit); returns the sum of squares of its tail."""
+    W = LANES
     L = X.shape[0]
     for q in range(L // W):
         Xq = X[q * W:q * W + W]
         for l in range(W):
             v = ld(Xq, l)
-            buf[l] += v * v
+            b32[l] += v * v
+    _flush(b32, buf)
     at = 0.0
     for k in range((L // W) * W, L):
         v = ld(X, k)
-        at += v * v
+        at += np.float64(v * v)
     return at
 
 
 @njit(inline="always", cache=True)
 def _sq_row_col(G, cq, buf):
     """The sum of squares of the row slice G; adds each square into cq."""
-    W = buf.shape[0]
+    W = LANES
     L = G.shape[0]
     for l in range(W):
         buf[l] = 0.0
@@ -219,13 +227,13 @@ def _sq_row_col(G, cq, buf):
         Gq = G[q * W:q * W + W]
         cqq = cq[q * W:q * W + W]
         for l in range(W):
-            v = ld(Gq, l)
+            v = np.float64(ld(Gq, l))
             v *= v
             buf[l] += v
             cqq[l] += v
     at = 0.0
     for k in range((L // W) * W, L):
-        v = ld(G, k)
+        v = np.float64(ld(G, k))
         v *= v
         at += v
         cq[k] += v
@@ -233,27 +241,29 @@ def _sq_row_col(G, cq, buf):
 
 
 @njit(inline="always", cache=True)
-def _usq_acc(G, cf, f, buf):
-    """Adds (G_j cf_j f)^2 over the row slice into the lanes buf; returns the sum over its tail."""
-    W = buf.shape[0]
+def _usq_acc(G, cf, f, buf, b32):
+    """Adds U_j^2 = ((G_j f) cf_j)^2 over the row slice into the lanes buf as :func:`_sq_acc` adds X^2 (all in
+    float32, f a float32 row factor); returns the sum over its tail."""
+    W = LANES
     L = G.shape[0]
     for q in range(L // W):
         Gq = G[q * W:q * W + W]
         cfq = cf[q * W:q * W + W]
         for l in range(W):
-            v = ld(Gq, l) * (f * cfq[l])
-            buf[l] += v * v
+            v = (ld(Gq, l) * f) * cfq[l]
+            b32[l] += v * v
+    _flush(b32, buf)
     at = 0.0
     for k in range((L // W) * W, L):
-        v = ld(G, k) * (f * cf[k])
-        at += v * v
+        v = (ld(G, k) * f) * cf[k]
+        at += np.float64(v * v)
     return at
 
 
-@_parallel
-def pass1(tiles, meta, gp, xp, need_x, rowpart, colpart, part_x, lanes, mark):
+@_serial
+def pass1(lo, hi, tiles, meta, gp, xp, need_x, rowpart, colpart, part_x, lanes, mark):
     """Partial row sums (per tile column block) and column sums (per tile row block) of G^2."""
-    for it in prange(tiles.shape[0]):
+    for it in range(lo, hi):
         t, b, ri, ci = tiles[it, 0], tiles[it, 1], tiles[it, 2], tiles[it, 3]
         nb, M, n, m, cb, ncb, rb, nrb, row0, col0 = meta[t, 0], meta[t, 1], meta[t, 2], meta[t, 3], meta[t, 4], \
             meta[t, 5], meta[t, 6], meta[t, 7], meta[t, 8], meta[t, 9]
@@ -268,7 +278,8 @@ def pass1(tiles, meta, gp, xp, need_x, rowpart, colpart, part_x, lanes, mark):
         cbase = col0 + (b * nrb + ri) * m
         cq = colpart[cbase + c0:cbase + c1]
         cq[:] = 0.0
-        buf = np.empty(lanes)
+        buf = np.empty(LANES)
+        b32 = np.zeros(LANES, dtype=np.float32)
         # One row at a time: two rows sharing one pass over cq (the same sums, in the same order) ran slower
         # here, 2.7x in a microbenchmark (five arrays in the loop instead of three).
         for r in range(r0, r1):
@@ -277,22 +288,23 @@ def pass1(tiles, meta, gp, xp, need_x, rowpart, colpart, part_x, lanes, mark):
             rowpart[row0 + row * ncb + ci] = _sq_row_col(G[base + c0:base + c1], cq, buf)
         xs = 0.0
         if need_x[t]:
-            for l in range(lanes):
+            for l in range(LANES):
                 buf[l] = 0.0
             for r in range(r0, r1):
                 base = ((a * n + r) * M + mid) * m
-                xs += _sq_acc(X[base + c0:base + c1], buf)
+                xs += _sq_acc(X[base + c0:base + c1], buf, b32)
             xs = _lanes_total(buf, xs)
         part_x[it] = xs
 
 
-@_parallel
-def reduce1(meta, rp, cp, rowpart, colpart, b2, w, eps1, rowf, colf, fin):
+@_serial
+def reduce1(lo, hi, meta, rp, cp, rowpart, colpart, b2, w, eps1, rowf, colf, colf32, fin):
     """R_t, C_t and the finite flag from the partial sums; then the factors of 1/sqrt(V).
 
-    Leaves in rowf the factor sqrt(1^T R) / sqrt(R_i) and in colf 1 / sqrt(C_j).
+    Leaves in rowf the factor sqrt(1^T R) / sqrt(R_i) and in colf32 1 / sqrt(C_j) (float32; colf is
+    scratch).
     """
-    for t in prange(meta.shape[0]):
+    for t in range(lo, hi):
         nb, M, n, m, ncb, nrb, row0, col0, rf0, cf0 = meta[t, 0], meta[t, 1], meta[t, 2], meta[t, 3], \
             meta[t, 5], meta[t, 7], meta[t, 8], meta[t, 9], meta[t, 10], meta[t, 11]
         R = carray(_f32ptr(rp[t]), (nb * n,))
@@ -329,13 +341,13 @@ def reduce1(meta, rp, cp, rowpart, colpart, b2, w, eps1, rowf, colf, fin):
                 row = (a * n + r) * M + mid
                 rowf[rf0 + row] = sq / np.sqrt(np.float64(R[row]))
             for j in range(m):
-                colf[cf0 + b * m + j] = 1.0 / np.sqrt(np.float64(C[b * m + j]))
+                colf32[cf0 + b * m + j] = np.float32(1.0 / np.sqrt(np.float64(C[b * m + j])))
 
 
-@_parallel
-def pass2(tiles, meta, gp, fin, rowf, colf, part_u, lanes, mark):
+@_serial
+def pass2(lo, hi, tiles, meta, gp, fin, rowf, colf, part_u, lanes, mark):
     """Partial sums of U^2 = (G_ij rowf_i colf_j)^2 per tile."""
-    for it in prange(tiles.shape[0]):
+    for it in range(lo, hi):
         t, b, ri, ci = tiles[it, 0], tiles[it, 1], tiles[it, 2], tiles[it, 3]
         if not fin[t]:
             part_u[it] = 0.0
@@ -350,60 +362,62 @@ def pass2(tiles, meta, gp, fin, rowf, colf, part_u, lanes, mark):
         a = b // M
         mid = b - a * M
         cf = colf[cf0 + b * m + c0:cf0 + b * m + c1]
-        buf = np.empty(lanes)
-        for l in range(lanes):
+        buf = np.empty(LANES)
+        b32 = np.zeros(LANES, dtype=np.float32)
+        for l in range(LANES):
             buf[l] = 0.0
         us = 0.0
         for r in range(r0, r1):
             row = (a * n + r) * M + mid
             base = row * m
-            us += _usq_acc(G[base + c0:base + c1], cf, rowf[rf0 + row], buf)
+            us += _usq_acc(G[base + c0:base + c1], cf, np.float32(rowf[rf0 + row]), buf, b32)
         part_u[it] = _lanes_total(buf, us)
 
 
 @njit(inline="always", cache=True)
-def _update(X, G, Mo, k, f, decay, sign, momentum, weight, sr, seed, koff):
-    """X[k] <- decay X[k] - U (through the momentum), rounded into X's dtype; returns the stored value."""
-    u = ld(G, k) * f
+def _update(X, G, Mo, k, rs, cf, decay, sign, momentum, weight, sr, seed, koff):
+    """X[k] <- decay X[k] + sign U (or - the momentum of U), U = (G[k] rs) cf, in float32 in the eager
+    path's order (``addcmul_``, ``lerp_``); rounded into X's dtype. Returns the stored value (float32)."""
+    u = (ld(G, k) * rs) * cf
     if momentum:
-        mo = np.float64(Mo[k])
+        mo = Mo[k]
         if weight < 0.5:
             mo = mo + weight * (u - mo)
         else:
-            mo = u - (u - mo) * (1.0 - weight)
-        mo32 = np.float32(mo)
-        Mo[k] = mo32
-        x = ld(X, k) * decay - np.float64(mo32)
+            mo = u - (u - mo) * (np.float32(1.0) - weight)
+        Mo[k] = mo
+        x = ld(X, k) * decay - mo
     else:
         x = ld(X, k) * decay + sign * u
     return st(X, k, x, sr, seed, koff)
 
 
 @njit(inline="always", cache=True)
-def _row3(X, G, Mo, cf, rs, decay, sign, momentum, weight, sr, seed, koff, buf):
+def _row3(X, G, Mo, cf, rs, decay, sign, momentum, weight, sr, seed, koff, buf, b32):
     """Pass 3 on one row slice; adds the squares of what it stored into the lanes buf (as _sq_acc adds them)
     and returns the sum of squares of its tail."""
-    W = buf.shape[0]
+    W = LANES
     L = G.shape[0]
     for q in range(L // W):
         o = q * W
         Xq, Gq, cfq = X[o:o + W], G[o:o + W], cf[o:o + W]
         Mq = Mo[o:o + W] if momentum else Mo
         for l in range(W):
-            v = _update(Xq, Gq, Mq, l, rs * cfq[l], decay, sign, momentum, weight, sr, seed, koff + o)
-            buf[l] += v * v
+            v = _update(Xq, Gq, Mq, l, rs, cfq[l], decay, sign, momentum, weight, sr, seed, koff + o)
+            b32[l] += v * v
+    _flush(b32, buf)
     at = 0.0
     for k in range((L // W) * W, L):
-        v = _update(X, G, Mo, k, rs * cf[k], decay, sign, momentum, weight, sr, seed, koff)
-        at += v * v
+        v = _update(X, G, Mo, k, rs, cf[k], decay, sign, momentum, weight, sr, seed, koff)
+        at += np.float64(v * v)
     return at
 
 
-@_parallel
-def pass3(tiles, meta, gp, xp, mp, fin, rowf, colf, scale, decay, sign, momentum, weight, sr, seeds, part_x, lanes,
+@_serial
+def pass3(lo, hi, tiles, meta, gp, xp, mp, fin, rowf, colf, scale, decay, sign, momentum, weight, sr, seeds, part_x, lanes,
           mark):
     """The update of X (and the momentum), and the partial sums of squares of the written X."""
-    for it in prange(tiles.shape[0]):
+    for it in range(lo, hi):
         t, b, ri, ci = tiles[it, 0], tiles[it, 1], tiles[it, 2], tiles[it, 3]
         if not fin[t]:
             part_x[it] = 0.0
@@ -416,6 +430,7 @@ def pass3(tiles, meta, gp, xp, mp, fin, rowf, colf, scale, decay, sign, momentum
         Mo = carray(_f32ptr(mp[t]), (size if momentum else 0,))
         seed = seeds[t]
         s = scale[t]
+        decay32, sign32, weight32 = np.float32(decay), np.float32(sign), np.float32(weight)
         r0 = ri * rb
         r1 = min(n, r0 + rb)
         c0 = ci * cb
@@ -423,27 +438,28 @@ def pass3(tiles, meta, gp, xp, mp, fin, rowf, colf, scale, decay, sign, momentum
         a = b // M
         mid = b - a * M
         cf = colf[cf0 + b * m + c0:cf0 + b * m + c1]
-        buf = np.empty(lanes)
-        for l in range(lanes):
+        buf = np.empty(LANES)
+        b32 = np.zeros(LANES, dtype=np.float32)
+        for l in range(LANES):
             buf[l] = 0.0
         xs = 0.0
         for r in range(r0, r1):
             row = (a * n + r) * M + mid
             base = row * m
-            rs = rowf[rf0 + row] * s
+            rs = np.float32(rowf[rf0 + row] * s)
             Xr, Gr = X[base + c0:base + c1], G[base + c0:base + c1]
             k0 = base + c0
             # One loop per option set, so that no branch is left inside the loop.
             if momentum:
                 Mr = Mo[base + c0:base + c1]
                 if sr:
-                    xs += _row3(Xr, Gr, Mr, cf, rs, decay, sign, True, weight, True, seed, k0, buf)
+                    xs += _row3(Xr, Gr, Mr, cf, rs, decay32, sign32, True, weight32, True, seed, k0, buf, b32)
                 else:
-                    xs += _row3(Xr, Gr, Mr, cf, rs, decay, sign, True, weight, False, seed, k0, buf)
+                    xs += _row3(Xr, Gr, Mr, cf, rs, decay32, sign32, True, weight32, False, seed, k0, buf, b32)
             elif sr:
-                xs += _row3(Xr, Gr, Mo, cf, rs, decay, sign, False, weight, True, seed, k0, buf)
+                xs += _row3(Xr, Gr, Mo, cf, rs, decay32, sign32, False, weight32, True, seed, k0, buf, b32)
             else:
-                xs += _row3(Xr, Gr, Mo, cf, rs, decay, sign, False, weight, False, seed, k0, buf)
+                xs += _row3(Xr, Gr, Mo, cf, rs, decay32, sign32, False, weight32, False, seed, k0, buf, b32)
         part_x[it] = _lanes_total(buf, xs)
 
 
@@ -469,10 +485,11 @@ def tile_sums(tiles, part_x, part_u, fx, fu):
 
 # ---------------------------------------------------------------------- vectors (full V)
 
-@_parallel
-def vpass1(vtiles, vmeta, gp, xp, vp, need_x, b2, w, eps1, part_g, part_u, part_x, fin, vx, vu, mark):
-    """Sum of G^2 (the finite flag), of U^2 with the new V (not yet stored), and of X^2 if needed."""
-    for it in prange(vtiles.shape[0]):
+@_serial
+def vpass1(lo, hi, vtiles, vmeta, gp, xp, vp, need_x, b2, w, eps1, part_g, part_u, part_x, mark):
+    """Per tile: the sum of G^2 (for the finite flag), of U^2 with the new V (not yet stored), of X^2 if
+    needed."""
+    for it in range(lo, hi):
         t, c = vtiles[it, 0], vtiles[it, 1]
         numel = vmeta[t, 0]
         G = carray(_ptr(gp[t], mark), (numel,))
@@ -481,7 +498,7 @@ def vpass1(vtiles, vmeta, gp, xp, vp, need_x, b2, w, eps1, part_g, part_u, part_
         k1 = min(numel, k0 + 32768)
         gs = us = xs = 0.0
         for k in range(k0, k1):
-            g = ld(G, k)
+            g = np.float64(ld(G, k))
             g2 = g * g
             gs += g2
             v = np.float64(np.float32(b2[t] * V[k] + w[t] * (g2 + eps1)))
@@ -489,9 +506,15 @@ def vpass1(vtiles, vmeta, gp, xp, vp, need_x, b2, w, eps1, part_g, part_u, part_
         if need_x[t]:
             X = carray(_ptr(xp[t], mark), (numel,))
             for k in range(k0, k1):
-                x = ld(X, k)
+                x = np.float64(ld(X, k))
                 xs += x * x
         part_g[it], part_u[it], part_x[it] = gs, us, xs
+
+
+@njit(**_OPTS)
+def vsums(vmeta, part_g, part_u, part_x, fin, vx, vu):
+    """Per-vector totals of the tiles' partial sums, in tile order (and the finite flag, if fin is not
+    empty)."""
     for t in range(vmeta.shape[0]):
         gs = 0.0
         vx[t] = 0.0
@@ -500,14 +523,17 @@ def vpass1(vtiles, vmeta, gp, xp, vp, need_x, b2, w, eps1, part_g, part_u, part_
             gs += part_g[it]
             vu[t] += part_u[it]
             vx[t] += part_x[it]
-        fin[t] = gs < np.inf
+        if fin.shape[0]:
+            fin[t] = gs < np.inf
 
 
-@_parallel
-def vpass3(vtiles, vmeta, gp, xp, vp, mp, fin, b2, w, eps1, scale, decay, sign, momentum, weight, sr, seeds,
-           part_x, vx, mark):
-    """Store V and update X (and the momentum); partial sums of squares of the written X."""
-    for it in prange(vtiles.shape[0]):
+@_serial
+def vpass3(lo, hi, vtiles, vmeta, gp, xp, vp, mp, fin, b2, w, eps1, scale, decay, sign, momentum, weight, sr, seeds,
+           part_x, mark):
+    """Store V and update X (and the momentum): U = G / sqrt(V) in float32, X as pass 3 updates it. Partial
+    sums of squares of the written X."""
+    decay32, sign32, weight32 = np.float32(decay), np.float32(sign), np.float32(weight)
+    for it in range(lo, hi):
         t, c = vtiles[it, 0], vtiles[it, 1]
         if not fin[t]:
             part_x[it] = 0.0
@@ -517,18 +543,93 @@ def vpass3(vtiles, vmeta, gp, xp, vp, mp, fin, b2, w, eps1, scale, decay, sign, 
         X = carray(_ptr(xp[t], mark), (numel,))
         V = carray(_f32ptr(vp[t]), (numel,))
         Mo = carray(_f32ptr(mp[t]), (numel if momentum else 0,))
+        s32 = np.float32(scale[t])
         k0 = c * 32768
         k1 = min(numel, k0 + 32768)
         xs = 0.0
         for k in range(k0, k1):
-            g = ld(G, k)
+            g = np.float64(ld(G, k))
             v32 = np.float32(b2[t] * V[k] + w[t] * (g * g + eps1))
             V[k] = v32
-            x = _update(X, G, Mo, k, scale[t] / np.sqrt(np.float64(v32)), decay, sign, momentum, weight, sr,
-                        seeds[t], 0)
+            r32 = np.float32(1.0 / np.sqrt(np.float64(v32)))
+            x = np.float64(_update(X, G, Mo, k, r32, s32, decay32, sign32, momentum, weight32, sr, seeds[t], 0))
             xs += x * x
         part_x[it] = xs
-    for t in range(vmeta.shape[0]):
-        vx[t] = 0.0
-        for it in range(vmeta[t, 1], vmeta[t, 1] + vmeta[t, 2]):
-            vx[t] += part_x[it]
+
+
+# ---------------------------------------------------------------------- the step scale; whole tensors
+
+@njit(inline="always", cache=True)
+def _scale_one(usq, xsq, numel, d, rho, eps2, scale_parameter):
+    """alpha_t / max(1, RMS(U_t) / d) from the sums of squares, rounded to float32 as the eager path rounds
+    it: alpha_t = max(eps2, RMS(X_{t-1})) rho_t if scale_parameter, else rho_t."""
+    c = np.sqrt(usq / numel) / d
+    clip = np.float32(c if c > 1.0 else 1.0)
+    if scale_parameter:
+        rms = np.float32(np.sqrt(np.float64(np.float32(xsq))) / np.sqrt(numel))
+        e = np.float32(eps2)
+        alpha = (rms if rms > e else e) * np.float32(rho)
+    else:
+        alpha = np.float32(rho)
+    return np.float64(alpha / clip)
+
+
+@njit(**_OPTS)
+def scales(usq, xsq, numel, d, rho, eps2, scale_parameter, factor, out):
+    """out[t] = factor * _scale_one(...) for every tensor t."""
+    for t in range(out.shape[0]):
+        out[t] = _scale_one(usq[t], xsq[t], numel[t], d, rho[t], eps2, scale_parameter) * factor
+
+
+@njit(**_OPTS)
+def step_tensors(lo, hi, tile0, tiles, meta, gp, xp, mp, rp, cp, need_x, b2, w, eps1, rho, eps2, d,
+                 scale_parameter, factor, decay, sign, momentum, weight, sr, seeds, numel, rowpart, colpart,
+                 part_x, part_u, rowf, colf, colf32, fin, scale, usq, xsq, mark):
+    """The whole step of the factored tensors lo:hi, one after the other: pass 1, R and C, pass 2, the
+    scale, pass 3, with the same tiles and in the same order as the passes over all tensors (the same bits),
+    while a tensor's G is still in cache. xsq[t] holds the carried sum of squares of X (used unless
+    need_x[t]) and receives the new one; usq[t] receives the sum of squares of U."""
+    for t in range(lo, hi):
+        a, b = tile0[t], tile0[t + 1]
+        pass1(a, b, tiles, meta, gp, xp, need_x, rowpart, colpart, part_x, LANES, mark)
+        if need_x[t]:
+            s = 0.0
+            for it in range(a, b):
+                s += part_x[it]
+            xsq[t] = s
+        reduce1(t, t + 1, meta, rp, cp, rowpart, colpart, b2, w, eps1, rowf, colf, colf32, fin)
+        pass2(a, b, tiles, meta, gp, fin, rowf, colf32, part_u, LANES, mark)
+        s = 0.0
+        for it in range(a, b):
+            s += part_u[it]
+        usq[t] = s
+        scale[t] = _scale_one(usq[t], xsq[t], numel[t], d, rho[t], eps2, scale_parameter) * factor
+        pass3(a, b, tiles, meta, gp, xp, mp, fin, rowf, colf32, scale, decay, sign, momentum, weight, sr, seeds,
+              part_x, LANES, mark)
+        if fin[t]:
+            s = 0.0
+            for it in range(a, b):
+                s += part_x[it]
+            xsq[t] = s
+
+
+# ---------------------------------------------------------------------- the pool's short spin
+
+@intrinsic
+def _load_acquire(typingctx, addr):
+    def codegen(context, builder, sig, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return types.int64(types.int64), codegen
+
+
+@njit(**_OPTS)
+def spin_while(addr, value, polls):
+    """Polls the int64 at addr (GIL released) while it equals value, at most ``polls`` times; True if it
+    changed. A helper thread of the pool waits so between the passes of a step: waking a sleeping thread
+    (on a virtual machine, an idle virtual CPU) takes far longer than a pass's chunk."""
+    for _ in range(polls):
+        if _load_acquire(addr) != value:
+            return True
+    return False

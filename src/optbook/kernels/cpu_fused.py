@@ -18,6 +18,26 @@ require and no more:
 In float32 that is :math:`3 \cdot 4 + 2 \cdot 4 = 20` bytes per element. A
 vector keeps the full :math:`\hat V` and needs only passes 1 and 3.
 
+Schedule
+--------
+A factored tensor of at most :data:`SMALL_TENSOR` entries (and, with several
+threads, at most ``1 / (2 * threads)`` of the bucket's factored entries, so that
+no thread is left with most of the work) is stepped whole by one thread: its
+three passes and the reductions between them run back to back, so passes 2 and
+3 read :math:`G` from cache (L2, or L3 for the larger ones). The threads take
+such tensors one at a time. A larger tensor runs pass by pass, each pass over all
+the large tensors' tiles, which the threads share out in chunks. The threads
+are the calling thread and ``torch.get_num_threads() - 1`` helper threads
+(the kernels release the GIL); a thread takes the next chunk when it finishes
+one, so a thread that does not get a core (torch's OpenMP workers still
+spinning after a torch operation, other processes) delays only its current
+chunk. There is no numba thread pool. Within a step a helper polls for the
+next pass for about :data:`SPIN_POLLS` polls (a tenth of a millisecond) before
+it sleeps, since waking a sleeping thread can cost more than a chunk; between
+steps nothing spins. Steps of fewer than
+:data:`SERIAL_BELOW` entries, and the vectors of any step unless they are that
+large, run on the calling thread alone.
+
 Reproducible everywhere
 -----------------------
 Every tensor is cut into tiles that depend on its shape only (at most
@@ -27,12 +47,17 @@ the row slice goes to lane ``l``), combined in a fixed pairwise tree; the sums
 of squares of :math:`U` (pass 2) and of the written :math:`X` (pass 3) keep
 their lanes running from row to row and take one tree per tile. The tiles'
 partial sums are written to buffers and added in tile order by one thread.
-All sums are float64 (a product of two float32 numbers is exact in float64).
+The row and column sums of :math:`G^2`, which become :math:`R_t` and
+:math:`C_t`, are float64 (the square of a float32 number is exact in
+float64). The sums of squares of :math:`U` and :math:`X`, which only scale
+the step, square and add in float32 lanes within a row slice (at most
+``COL_BLOCK / LANES`` = 32 terms a lane), added lane by lane into float64
+lanes; the update itself is float32 arithmetic in the eager path's order.
 No reduction is left to the compiler (no ``fastmath``, so no reassociation
-and no fused multiply-add contraction), so the bits of a step do
-not depend on the number of threads, on the SIMD width or on which thread ran
-which tile. ``tests/test_kernel_cpu.py`` checks this with several thread counts
-and with ``NUMBA_CPU_NAME=generic``.
+and no fused multiply-add contraction), so the bits of a step do not depend
+on the number of threads, on the SIMD width, on which thread ran which tile
+or on the schedule above. ``tests/test_kernel_cpu.py`` checks this with
+several thread counts and schedules and with ``NUMBA_CPU_NAME=generic``.
 
 **The carried RMS(X).**
 The sum of squares that pass 3 wrote is kept per parameter with the
@@ -59,9 +84,7 @@ count. (float16 values below the smallest normal, 6.1e-5, round to nearest.)
 together) the driver keeps the tile tables, the order of the tensors in them
 and the carried sums; a later step with the same tensors of the same shapes
 only reads their addresses. The step counters are advanced inside the kernels
-(in float32, as ``torch._foreach_add_(steps, 1.0)``). Steps of fewer than
-``SERIAL_BELOW`` entries, and the vectors of any step unless they are that
-large, run on the calling thread: starting the thread pool costs more.
+(in float32, as ``torch._foreach_add_(steps, 1.0)``).
 
 Compilation is lazy (the first call) and cached on disk (``cache=True``), so
 no step after the first pays for it.
@@ -71,6 +94,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import weakref
 from collections import OrderedDict
 from typing import Sequence
@@ -79,17 +103,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["fused_adafactor_cpu", "unsupported_reason", "invalidate_carried_rms", "TILE", "COL_BLOCK", "LANES"]
+__all__ = ["fused_adafactor_cpu", "unsupported_reason", "invalidate_carried_rms", "TILE", "COL_BLOCK", "LANES",
+           "SMALL_TENSOR", "SERIAL_BELOW", "SPIN_POLLS"]
 
 #: Entries per tile, roughly; a tile's rows are summed by one thread.
 TILE = 1 << 15
 #: The most columns of a tile.
 COL_BLOCK = 2048
 #: Accumulators of a sum (element q * LANES + l goes to lane l); fixed, whatever the SIMD width; a power of
-#: two (the lanes are added in a pairwise tree). 64: eight AVX2 (or four AVX-512) registers of float64.
+#: two (the lanes are added in a pairwise tree). 64: sixteen AVX2 (or eight AVX-512) registers of float64.
+#: The kernels are compiled for it (``_cpu_fused_numba.LANES``).
 LANES = 64
 #: Steps of fewer entries in all run on the calling thread.
 SERIAL_BELOW = 1 << 18
+#: A pass is cut into about this many chunks per thread; threads take the next chunk when they finish one.
+CHUNKS_PER_THREAD = 4
+#: Entries of the smallest chunk worth handing to another thread.
+MIN_CHUNK = 1 << 16
+#: Polls (a few nanoseconds each) for which a helper thread waits for the next pass before it sleeps.
+SPIN_POLLS = 1 << 17
+#: Factored tensors of at most this many entries are stepped whole by one thread, pass after pass, while their
+#: gradient is in cache; larger ones pass by pass, each pass shared out between the threads.
+SMALL_TENSOR = 1 << 22
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # The numpy dtype that stands for each parameter dtype inside the kernels.
@@ -140,12 +175,18 @@ _PLANS: dict = {}
 class _Plan:
     """Tile tables of one list of shapes (cached; they depend on the shapes only)."""
 
-    def __init__(self, shapes, pairs):
+    def __init__(self, shapes, pairs, small: int | None = None):
+        small = SMALL_TENSOR if small is None else small
         fac = [k for k, pr in enumerate(pairs) if pr is not None]
         vec = [k for k, pr in enumerate(pairs) if pr is None]
+        # Large tensors first (their passes are shared out tile by tile), then the small ones (stepped whole,
+        # one tensor per thread at a time, while the tensor is in cache). The bits do not depend on the order.
+        large = [k for k in fac if math.prod(shapes[k]) > small]
+        fac = large + [k for k in fac if math.prod(shapes[k]) <= small]
+        self.n_large = len(large)
         self.fac, self.vec = fac, vec
         # factored: columns nb, M, n, m, cb, ncb, rb, nrb, row0 (offset into row buffers), col0
-        meta, tiles, rowoff, coloff, nrows, ncols = [], [], 0, 0, 0, 0
+        meta, tiles, rowoff, coloff, nrows, ncols, tile0 = [], [], 0, 0, 0, 0, []
         for t, k in enumerate(fac):
             s = shapes[k]
             i, j = pairs[k]
@@ -161,13 +202,25 @@ class _Plan:
             coloff += nb * nrb * m
             nrows += nb * n
             ncols += nb * m
+            tile0.append(len(tiles))
             tiles += [(t, b, ri, ci) for b in range(nb) for ri in range(nrb) for ci in range(ncb)]
         self.meta = np.array(meta, dtype=np.int64).reshape(-1, 12)
         self.tiles = np.array(tiles, dtype=np.int64).reshape(-1, 4)
+        self.tile0 = np.array(tile0 + [len(tiles)], dtype=np.int64)
         self.rowpart = np.zeros(rowoff)
         self.colpart = np.zeros(coloff)
         self.rowf = np.zeros(nrows)
         self.colf = np.zeros(ncols)
+        self.colf32 = np.zeros(ncols, dtype=np.float32)
+        work = [min(rb, mt[2] - ri * rb) * min(cb, mt[3] - ci * cb)
+                for (t, b, ri, ci) in tiles for mt in (meta[t],) for cb, rb in ((mt[4], mt[6]),)]
+        tensor_work = np.array([mt[0] * mt[2] * mt[3] for mt in meta], dtype=np.int64)
+        # Work tables of the shared-out passes: (work of each item, index of the first item).
+        self.work = {
+            "large_tile": (np.array(work[:self.tile0[self.n_large]], dtype=np.int64), 0),
+            "large_tensor": (tensor_work[:self.n_large], 0),
+            "small_tensor": (tensor_work[self.n_large:], self.n_large),
+        }
         self.part_x = np.zeros(len(tiles))
         self.part_u = np.zeros(len(tiles))
         # vectors: numel, tile0, ntiles
@@ -183,15 +236,48 @@ class _Plan:
         self.vpart_g = np.zeros(len(vtiles))
         self.vpart_u = np.zeros(len(vtiles))
         self.vpart_x = np.zeros(len(vtiles))
+        self.work["vtile"] = (np.array([min(TILE, vmeta[t][0] - c * TILE) for t, c in vtiles], dtype=np.int64), 0)
+        self.numel = sum(mt[0] * mt[2] * mt[3] for mt in meta) + self.vnumel
+        self._bounds: dict = {}
+
+    def bounds(self, name: str, threads: int) -> np.ndarray:
+        """Chunk boundaries of the items ``name`` (a key of ``self.work``) for ``threads`` threads:
+        about ``CHUNKS_PER_THREAD`` chunks per thread of about equal work (one chunk on one thread). The
+        results do not depend on them: every partial sum is written per tile."""
+        key = (name, threads)
+        b = self._bounds.get(key)
+        if b is None:
+            work, first = self.work[name]
+            b = self._bounds[key] = _chunk_bounds(work, threads) + first
+        return b
 
 
-def _plan(shapes, pairs) -> _Plan:
-    key = (tuple(shapes), tuple(pairs))
+def _chunk_bounds(work: np.ndarray, threads: int) -> np.ndarray:
+    n = len(work)
+    if threads <= 1 or n <= 1:
+        return np.array([0, n], dtype=np.int64)
+    cum = np.concatenate([[0], np.cumsum(work)])
+    chunks = int(min(n, threads * CHUNKS_PER_THREAD, max(1, cum[-1] // MIN_CHUNK)))
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, chunks) / chunks, side="left")
+    return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
+
+
+def _small_threshold(shapes, pairs, threads: int) -> int:
+    """The most entries of a factored tensor stepped whole by one thread (see "Schedule" above)."""
+    if threads <= 1:
+        return SMALL_TENSOR
+    total = sum(math.prod(s) for s, pr in zip(shapes, pairs) if pr is not None)
+    return min(SMALL_TENSOR, total // (2 * threads))
+
+
+def _plan(shapes, pairs, threads: int = 1) -> _Plan:
+    small = _small_threshold(shapes, pairs, threads)
+    key = (tuple(shapes), tuple(pairs), small)
     plan = _PLANS.get(key)
     if plan is None:
         if len(_PLANS) > 64:
             _PLANS.clear()
-        plan = _PLANS[key] = _Plan(shapes, pairs)
+        plan = _PLANS[key] = _Plan(shapes, pairs, small)
     return plan
 
 
@@ -222,9 +308,9 @@ _SETS: OrderedDict = OrderedDict()
 _MAX_SETS = 16
 
 
-def _set_for(dtype, idx, params, stats_c, factor_dims, _factor_pair) -> _Set:
+def _set_for(dtype, idx, params, stats_c, factor_dims, _factor_pair, threads: int = 1) -> _Set:
     ps = [params[k] for k in idx]
-    key = (dtype, factor_dims, tuple(map(id, ps)), tuple(stats_c[k] is None for k in idx))
+    key = (dtype, factor_dims, tuple(map(id, ps)), tuple(stats_c[k] is None for k in idx), threads)
     shapes = [p.shape for p in ps]
     entry = _SETS.get(key)
     if entry is not None and entry.shapes == shapes and entry.same_tensors(ps):
@@ -232,7 +318,7 @@ def _set_for(dtype, idx, params, stats_c, factor_dims, _factor_pair) -> _Set:
         return entry
     shapes = [tuple(s) for s in shapes]
     pairs = [_factor_pair(s, factor_dims) if stats_c[k] is not None else None for s, k in zip(shapes, idx)]
-    entry = _SETS[key] = _Set(ps, idx, pairs, _plan(shapes, pairs))
+    entry = _SETS[key] = _Set(ps, idx, pairs, _plan(shapes, pairs, threads))
     while len(_SETS) > _MAX_SETS:
         _SETS.popitem(last=False)
     return entry
@@ -256,13 +342,15 @@ def fused_adafactor_cpu(
     from optbook.optim.adafactor import _factor_pair
 
     K = _kernels()
-    import numba
-
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if threads == 1 or sum(p.numel() for p in params) < SERIAL_BELOW:
-        K = _Serial(K)
+    threads = max(1, torch.get_num_threads())
+    if sum(p.numel() for p in params) < SERIAL_BELOW:
+        threads = 1
+    if threads > 1:
+        pool = _pool(threads)
+        pool.prime()
+        run = pool.run
     else:
-        numba.set_num_threads(threads)
+        run = _run_here
     by_dtype: dict[torch.dtype, list[int]] = {}
     for k, p in enumerate(params):
         if p.numel():
@@ -270,24 +358,128 @@ def fused_adafactor_cpu(
         else:
             steps[k].add_(1.0)  # as torch._foreach_add_(steps, 1.0) on the eager path
     for dtype, idx in by_dtype.items():
-        _bucket(K, dtype, idx, params, grads, stats_r, stats_c, steps, exp_avgs, nonfinite_skips, lr, beta2_decay,
+        _bucket(K, run, threads, dtype, idx, params, grads, stats_r, stats_c, steps, exp_avgs, nonfinite_skips, lr, beta2_decay,
                 eps1, eps2, d, weight_decay, beta1, relative_step, scale_parameter, factor_dims, maximize,
                 stochastic_rounding, generator, _factor_pair)
 
 
-class _Serial:
-    """The kernels' serial twins (the same code without the thread pool: the same bits)."""
-
-    def __init__(self, K):
-        self.K = K
-
-    def __getattr__(self, name):
-        return self.K.SERIAL.get(name) or getattr(self.K, name)
+def _run_here(fn, bounds, *args):
+    fn(int(bounds[0]), int(bounds[-1]), *args)
 
 
-def _bucket(K, dtype, idx, params, grads, stats_r, stats_c, steps, exp_avgs, skips, lr, tau, eps1, eps2, d, wd,
+class _Pool:
+    """The calling thread and ``threads - 1`` helper threads share out the chunks of a pass.
+
+    A pass is a serial kernel (GIL released) over a range of its table; the chunk boundaries are given.
+    Each thread takes the next chunk when it finishes one, so a thread that the OS does not run (another
+    library's spinning workers, other processes) costs only its current chunk: the calling thread runs
+    whatever is left. Between the passes of a step a helper polls for the next one for at most
+    ``SPIN_POLLS`` polls (woken from sleep, it would start a chunk or more late); after a step it sleeps, so
+    nothing spins against torch's threads between steps."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.pid = os.getpid()
+        self.cv = threading.Condition(threading.Lock())
+        self.kernels = _kernels()
+        self.flag = np.zeros(1, dtype=np.int64)  # the generation of the current pass (polled without the GIL)
+        self.addr = self.flag.ctypes.data
+        self.primed = 0
+        self.gen = 0
+        self.job = None
+        self.next = 0
+        self.done = 0
+        self.error = None
+        self.stop = False
+        self.running = threading.Lock()  # one pass at a time (steps from two Python threads take turns)
+        for _ in range(threads - 1):
+            threading.Thread(target=self._helper, daemon=True, name="optbook-cpu-fused").start()
+
+    def _helper(self):
+        seen = primed = 0
+        spin = self.kernels.spin_while
+        while True:
+            spin(self.addr, seen, SPIN_POLLS)
+            with self.cv:
+                while self.gen == seen and self.primed == primed and not self.stop:
+                    self.cv.wait()
+                if self.stop:
+                    return
+                if self.gen == seen:  # primed: a step is starting; poll for its first pass
+                    primed = self.primed
+                    continue
+                seen = self.gen
+            self._work(seen)
+
+    def prime(self):
+        """Wakes the helpers now: the step's first pass comes after its set-up in Python."""
+        with self.cv:
+            self.primed += 1
+            self.cv.notify_all()
+
+    def _work(self, gen):
+        while True:
+            with self.cv:
+                job = self.job
+                if gen != self.gen or job is None or self.next >= len(job[1]) - 1:
+                    return
+                i = self.next
+                self.next += 1
+            fn, bounds, args = job
+            try:
+                fn(int(bounds[i]), int(bounds[i + 1]), *args)
+            except BaseException as exc:  # handed to the calling thread
+                self.error = exc
+            with self.cv:
+                self.done += 1
+                if self.done == len(bounds) - 1:
+                    self.cv.notify_all()
+
+    def run(self, fn, bounds, *args):
+        n = len(bounds) - 1
+        if n <= 1:
+            return _run_here(fn, bounds, *args)
+        with self.running:
+            self._run(fn, bounds, n, args)
+
+    def _run(self, fn, bounds, n, args):
+        with self.cv:
+            self.job = (fn, bounds, args)
+            self.next = self.done = 0
+            self.error = None
+            self.gen += 1
+            gen = self.gen
+            self.flag[0] = gen
+            self.cv.notify_all()
+        self._work(gen)
+        with self.cv:
+            while self.done < n:
+                self.cv.wait()
+            self.job = None
+        if self.error is not None:
+            raise self.error
+
+    def close(self):
+        with self.cv:
+            self.stop = True
+            self.cv.notify_all()
+
+
+_POOL: _Pool | None = None
+
+
+def _pool(threads: int) -> _Pool:
+    global _POOL
+    if _POOL is None or _POOL.threads != threads or _POOL.pid != os.getpid():
+        if _POOL is not None and _POOL.pid == os.getpid():
+            _POOL.close()
+        _POOL = _Pool(threads)
+    return _POOL
+
+
+def _bucket(K, run, threads, dtype, idx, params, grads, stats_r, stats_c, steps, exp_avgs, skips, lr, tau, eps1, eps2, d, wd,
             beta1, relative_step, scale_parameter, factor_dims, maximize, sr, generator, _factor_pair):
-    S = _set_for(dtype, idx, params, stats_c, factor_dims, _factor_pair)
+    S = _set_for(dtype, idx, params, stats_c, factor_dims, _factor_pair, threads)
     plan, where, nf = S.plan, S.where, S.nf
     mark = np.empty(0, dtype=_MARK[dtype])
     kk = len(where)
@@ -324,51 +516,61 @@ def _bucket(K, dtype, idx, params, grads, stats_r, stats_c, steps, exp_avgs, ski
     sumsq_u = np.zeros(kk)
     F, V = slice(0, nf), slice(nf, kk)
     nv = kk - nf
-    if nf:
-        K.pass1(plan.tiles, plan.meta, gp[F], xp[F], need_x[F], plan.rowpart, plan.colpart, plan.part_x, LANES,
-                mark)
-        ffin = finite[F]
-        K.reduce1(plan.meta, rp[F], cp[F], plan.rowpart, plan.colpart, b2[F], w[F], eps1, plan.rowf, plan.colf,
-                  ffin)
-        K.pass2(plan.tiles, plan.meta, gp[F], ffin, plan.rowf, plan.colf, plan.part_u, LANES, mark)
-        fx, fu = np.zeros(nf), np.zeros(nf)
-        K.tile_sums(plan.tiles, plan.part_x, plan.part_u, fx, fu)
-        sumsq_u[F] = fu
-        xsq[F] = np.where(need_x[F], fx, xsq[F])
-    # Vectors (biases, norms) are usually far too small to be worth starting the thread pool for.
-    KV = K if isinstance(K, _Serial) or plan.vnumel >= SERIAL_BELOW else _Serial(K)
-    if nv:
-        vfin = finite[V]
-        vx, vu = np.zeros(nv), np.zeros(nv)
-        KV.vpass1(plan.vtiles, plan.vmeta, gp[V], xp[V], rp[V], need_x[V], b2[V], w[V], eps1,
-                 plan.vpart_g, plan.vpart_u, plan.vpart_x, vfin, vx, vu, mark)
-        sumsq_u[V] = vu
-        xsq[V] = np.where(need_x[V], vx, xsq[V])
-    numel = S.numel
-    # The step scale, in float32 as the eager path rounds it.
-    clip = np.maximum(np.sqrt(sumsq_u / numel) / d, 1.0).astype(np.float32).astype(np.float64)
-    if scale_parameter:
-        rms = np.sqrt(xsq.astype(np.float32).astype(np.float64)) / np.sqrt(numel)
-        alpha = (np.maximum(rms.astype(np.float32), np.float32(eps2)) * rho.astype(np.float32)).astype(np.float64)
-    else:
-        alpha = rho
-    scale = (alpha.astype(np.float32) / clip.astype(np.float32)).astype(np.float64)
     sign = 1.0 if maximize else -1.0
-    if momentum:
-        scale = scale * -sign
+    factor = -sign if momentum else 1.0  # the momentum path subtracts the momentum of -sign U
     decay = float(np.float32(1.0 - lr * wd))
     weight = float(np.float32(1.0 - beta1)) if momentum else 0.0
     sr_on = bool(sr and dtype != torch.float32)
+    numel = S.numel
+    scale = np.zeros(kk)
     if nf:
-        K.pass3(plan.tiles, plan.meta, gp[F], xp[F], mp[F], ffin, plan.rowf, plan.colf, scale[F], decay, sign,
-                momentum, weight, sr_on, seeds[F], plan.part_x, LANES, mark)
-        fx, fu = np.zeros(nf), np.zeros(nf)
-        K.tile_sums(plan.tiles, plan.part_x, plan.part_u, fx, fu)
-        xsq[F] = np.where(ffin, fx, xsq[F])
+        ffin = finite[F]
+        xf, uf, sf = xsq[:nf].copy(), np.zeros(nf), np.zeros(nf)
+        nl = plan.n_large
+        if nl:  # the large tensors: pass by pass, tiles shared out
+            tb = plan.bounds("large_tile", threads)
+            run(K.pass1, tb, plan.tiles, plan.meta, gp[F], xp[F], need_x[F], plan.rowpart, plan.colpart,
+                plan.part_x, LANES, mark)
+            run(K.reduce1, plan.bounds("large_tensor", threads), plan.meta, rp[F], cp[F], plan.rowpart,
+                plan.colpart, b2[F], w[F], eps1, plan.rowf, plan.colf, plan.colf32, ffin)
+            run(K.pass2, tb, plan.tiles, plan.meta, gp[F], ffin, plan.rowf, plan.colf32, plan.part_u, LANES, mark)
+            TL = int(plan.tile0[nl])
+            fx, fu = np.zeros(nf), np.zeros(nf)
+            K.tile_sums(plan.tiles[:TL], plan.part_x[:TL], plan.part_u[:TL], fx, fu)
+            L = slice(0, nl)
+            xf[L] = np.where(need_x[L], fx[L], xf[L])
+            uf[L] = fu[L]
+            K.scales(uf[L], xf[L], numel[L], d, rho[L], eps2, scale_parameter, factor, sf[L])
+            run(K.pass3, tb, plan.tiles, plan.meta, gp[F], xp[F], mp[F], ffin, plan.rowf, plan.colf32, sf, decay,
+                sign, momentum, weight, sr_on, seeds[F], plan.part_x, LANES, mark)
+            fx[:] = 0.0
+            K.tile_sums(plan.tiles[:TL], plan.part_x[:TL], plan.part_u[:TL], fx, fu)
+            xf[L] = np.where(ffin[L], fx[L], xf[L])
+        if nl < nf:  # the small ones: whole, one thread each
+            run(K.step_tensors, plan.bounds("small_tensor", threads), plan.tile0, plan.tiles, plan.meta, gp[F],
+                xp[F], mp[F], rp[F], cp[F], need_x[F], b2[F], w[F], eps1, rho[F], eps2, d, scale_parameter, factor,
+                decay, sign, momentum, weight, sr_on, seeds[F], numel[F], plan.rowpart, plan.colpart, plan.part_x,
+                plan.part_u, plan.rowf, plan.colf, plan.colf32, ffin, sf, uf, xf, mark)
+        sumsq_u[F], xsq[F], scale[F] = uf, xf, sf
+    # Vectors (biases, norms) are usually far too small to be worth sharing out.
+    vrun = run if plan.vnumel >= SERIAL_BELOW else _run_here
     if nv:
-        vx = np.zeros(nv)
-        KV.vpass3(plan.vtiles, plan.vmeta, gp[V], xp[V], rp[V], mp[V], vfin, b2[V], w[V], eps1, scale[V],
-                 decay, sign, momentum, weight, sr_on, seeds[V], plan.vpart_x, vx, mark)
+        vfin = finite[V]
+        vx, vu = np.zeros(nv), np.zeros(nv)
+        vb = plan.bounds("vtile", threads)
+        vrun(K.vpass1, vb, plan.vtiles, plan.vmeta, gp[V], xp[V], rp[V], need_x[V], b2[V], w[V], eps1,
+             plan.vpart_g, plan.vpart_u, plan.vpart_x, mark)
+        K.vsums(plan.vmeta, plan.vpart_g, plan.vpart_u, plan.vpart_x, vfin, vx, vu)
+        sumsq_u[V] = vu
+        xsq[V] = np.where(need_x[V], vx, xsq[V])
+    if nv:
+        sv = np.zeros(nv)
+        K.scales(sumsq_u[V], xsq[V], numel[V], d, rho[V], eps2, scale_parameter, factor, sv)
+        scale[V] = sv
+        vx, vu = np.zeros(nv), np.zeros(nv)
+        vrun(K.vpass3, vb, plan.vtiles, plan.vmeta, gp[V], xp[V], rp[V], mp[V], vfin, b2[V], w[V], eps1, scale[V],
+             decay, sign, momentum, weight, sr_on, seeds[V], plan.vpart_x, mark)
+        K.vsums(plan.vmeta, plan.vpart_g, plan.vpart_u, plan.vpart_x, np.empty(0, dtype=np.bool_), vx, vu)
         xsq[V] = np.where(vfin, vx, xsq[V])
     # What the step wrote: bump the versions, as in-place ops would.
     written = [p for p, ok in zip(ps, finite) if ok]
@@ -393,23 +595,8 @@ def _bucket(K, dtype, idx, params, grads, stats_r, stats_c, steps, exp_avgs, ski
 def _kernels():
     global _KERNELS
     if _KERNELS is None:
-        import numba
-
-        if "NUMBA_THREADING_LAYER" not in os.environ and not _threads_started():
-            # numba's OpenMP layer shares libgomp with torch, and after torch.set_num_threads a launch
-            # can take tens of milliseconds; the workqueue layer starts in well under one. (It does not
-            # take parallel launches from two Python threads at once: set NUMBA_THREADING_LAYER for that.)
-            numba.config.THREADING_LAYER = "workqueue"
         from optbook.kernels import _cpu_fused_numba
 
+        assert _cpu_fused_numba.LANES == LANES, "the kernels are compiled for another lane count"
         _KERNELS = _cpu_fused_numba
     return _KERNELS
-
-
-def _threads_started() -> bool:
-    try:
-        from numba.np.ufunc import parallel
-
-        return bool(parallel._is_initialized)
-    except (ImportError, AttributeError):
-        return False
