@@ -117,6 +117,34 @@ def test_nonfinite_gradient_is_skipped_and_counted_as_on_the_eager_path():
     assert int(opt_f.state[fused[2]]["nonfinite_skips"]) == 1
 
 
+@pytest.mark.parametrize("shape", [(5, 4), (6,), (70000,)], ids=["matrix", "vector", "vector-many-tiles"])
+def test_a_gradient_whose_squares_overflow_float32_is_skipped_as_on_the_eager_path(shape):
+    """1e20 is a finite float32 whose square is not: the eager path's float32 sum of squares overflows
+    and it skips the tensor. The kernel sums in float64, where 1e40 is finite, and must skip it too
+    rather than write an infinite statistic (and then NaN) into the tensor."""
+    runs = {}
+    for fused in (True, False):
+        p = torch.nn.Parameter(torch.randn(shape, generator=torch.Generator().manual_seed(3)))
+        opt = optbook.Adafactor([p], fused=None if fused else False, beta1=0.9, weight_decay=0.1)
+        gen = torch.Generator().manual_seed(4)
+        history = []
+        for t in range(3):
+            p.grad = torch.randn(shape, generator=gen)
+            if t == 1:
+                p.grad.view(-1)[1] = 1e20
+            opt.step()
+            history.append(p.detach().clone())
+        runs[fused] = (history, opt.state[p])
+    (fh, fs), (eh, es) = runs[True], runs[False]
+    assert int(fs["nonfinite_skips"]) == int(es["nonfinite_skips"]) == 1
+    assert torch.equal(fh[1], fh[0])  # the overflowing step left the parameter as it was
+    for a, b in zip(fh, eh):
+        assert torch.isfinite(a).all() and _rel(a, b) < 1e-6
+    for key in fs:
+        if key != "step":
+            assert torch.isfinite(fs[key].float()).all() and _rel(fs[key], es[key]) < 1e-6, key
+
+
 def test_bit_exact_for_any_thread_count(monkeypatch):
     """The serial twin, the parallel kernel on one thread and on two give the same bits."""
     digests = set()

@@ -479,7 +479,7 @@ def test_mixed_dtypes_in_one_group_match_separate_optimizers():
     for foreach in (False, True):
         together, *_ = run_optimizer(lambda ps: Adafactor(ps, foreach=foreach), x0s, grads)
         for i in range(len(x0s)):
-            alone, *_ = run_optimizer(lambda ps: Adafactor(ps), [x0s[i]], [grads[i]])
+            alone, *_ = run_optimizer(lambda ps: Adafactor(ps, foreach=foreach), [x0s[i]], [grads[i]])
             assert torch.equal(together[-1][i], alone[-1][0])
             assert not torch.equal(together[-1][i], x0s[i])
 
@@ -831,10 +831,19 @@ def test_foreach_defaults_to_the_batched_path_only_on_cuda(monkeypatch):
     monkeypatch.setattr(A, "_foreach_adafactor", lambda *a, **k: calls.append("foreach"))
     p = torch.nn.Parameter(torch.ones(3))
     p.grad = torch.ones(3)
+    # With the CPU kernel off by default, the default eager path on CPU is the for-loop one.
+    monkeypatch.setattr(A, "CPU_FUSED_DEFAULT", False)
     Adafactor([p]).step()
     Adafactor([p], foreach=True).step()
     Adafactor([p], foreach=False).step()
     assert calls == ["single", "foreach", "single"]
+    # With it on (the library's default), fused=None runs the kernel, and a named foreach still wins.
+    monkeypatch.setattr(A, "CPU_FUSED_DEFAULT", True)
+    calls.clear()
+    Adafactor([p]).step()
+    Adafactor([p], foreach=True).step()
+    Adafactor([p], foreach=False).step()
+    assert calls == ["foreach", "single"]
 
 
 @pytest.mark.parametrize("foreach", [False, True])

@@ -24,6 +24,11 @@ _OPTS = dict(cache=True, nogil=True, error_model="numpy")
 #: The accumulators of a sum (``cpu_fused.LANES``), a compile-time constant: LLVM unrolls the loop over them
 #: and keeps them in vector registers (each lane still sums its own entries in order, at any SIMD width).
 LANES = 64
+# The largest finite float32. The eager path sums G^2 in the statistics dtype (float32) and skips a
+# tensor whose total is not finite; the kernel sums in float64, where 1e20^2 is still finite, so it
+# compares the total with this bound instead: a tensor is skipped exactly when a float32 total would
+# have overflowed (up to the rounding of the last addition at the boundary).
+F32_MAX = 3.4028234663852886e38
 
 
 def _serial(func):
@@ -323,7 +328,7 @@ def reduce1(lo, hi, meta, rp, cp, rowpart, colpart, b2, w, eps1, rowf, colf, col
                 o = col0 + (b * nrb + ri) * m
                 for j in range(m):
                     colf[cf0 + b * m + j] += colpart[o + j]
-        ok = total < np.inf
+        ok = total <= F32_MAX  # also False for inf and NaN
         fin[t] = ok
         if ok:
             for row in range(nb * n):
@@ -524,7 +529,7 @@ def vsums(vmeta, part_g, part_u, part_x, fin, vx, vu):
             vu[t] += part_u[it]
             vx[t] += part_x[it]
         if fin.shape[0]:
-            fin[t] = gs < np.inf
+            fin[t] = gs <= F32_MAX  # also False for inf and NaN
 
 
 @_serial

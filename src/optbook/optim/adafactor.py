@@ -113,7 +113,7 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 #: ``fused=None`` on dense CPU tensors (float32/bfloat16/float16) runs the numba kernel of
 #: :mod:`optbook.kernels.cpu_fused` if True, the eager (for-loop) path if False.
-CPU_FUSED_DEFAULT = False
+CPU_FUSED_DEFAULT = True
 #: What runs a fused step on CPU tensors: ``"numba"`` (:mod:`optbook.kernels.cpu_fused`) or
 #: ``"triton-interpreter"`` (the Triton kernels under ``TRITON_INTERPRET=1``, for their tests; the default
 #: when that variable is set, as ``tests/conftest.py`` does).
@@ -1521,6 +1521,8 @@ def _cpu_kernel(group: dict[str, Any], params: list[Tensor]) -> bool:
     fused = group["fused"]
     if fused is False or params[0].device.type != "cpu":
         return False
+    if torch.compiler.is_compiling():
+        return False  # numba cannot be traced: under torch.compile the eager path runs, and is compiled
     if fused is None and (not CPU_FUSED_DEFAULT or group["foreach"] is not None):
         return False  # not the default, or the group asks for an eager path by name
     if fused is None and any(p.dtype not in _FUSED_DTYPES for p in params):
