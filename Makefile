@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE := 1
 CHAPTERS := $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -path '*/_build/*' | sort)
 JB_FLAGS := -W -n --keep-going
 
-.PHONY: help venv mathjax chromium book test test-lib test-notebooks test-kernels test-book test-browser notebooks lock clean
+.PHONY: help venv mathjax chromium book test test-lib test-notebooks test-kernels test-book test-browser notebooks lock clean gpu-check
 
 help:
 	@echo "make book       build the HTML book into _build/html (sets up .venv first)"
@@ -123,6 +123,10 @@ test: $(STAMP)
 
 notebooks: $(STAMP)
 	$(BIN)/python tools/execute_notebooks.py $(CHAPTERS)
+
+# On a machine with an H100/H200: the fused kernel natively, the benchmark, and its record in book/data/.
+gpu-check: $(STAMP)
+	$(BIN)/python -m optbook.bench.gpu_check
 
 lock:
 	rm -rf /tmp/optbook-lock-venv && $(PYTHON) -m venv /tmp/optbook-lock-venv

@@ -289,3 +289,58 @@ def test_cuda_graph_capture_replays_like_eager_steps():
     for p, q in zip(params, twin):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     assert float(opt.state[params[0]]["step"]) == 4.0
+
+
+# --------------------------------------------------------------------------- launch counts
+
+
+def _launched(params, grads, *, stochastic_rounding=False):
+    """Launches of one functional fused step, counted as they happen: the stubbed Triton
+    kernels, plus the torch ops of the step (the flag fills and the seed draw)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    torch_ops = []
+
+    class Ops(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.__name__.split(".")[0] in ("zero_", "randint"):
+                torch_ops.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    stats_r = [torch.zeros(p.shape[:-1] if p.dim() >= 2 else p.shape) for p in params]
+    stats_c = [torch.zeros(p.shape[:-2] + p.shape[-1:]) if p.dim() >= 2 else None for p in params]
+    steps = [torch.ones(()) for _ in params]
+    F.fused_adafactor_step(params, grads, stats_r, stats_c, steps, lr=1e-2, relative_step=False,
+                           stochastic_rounding=stochastic_rounding)  # builds the plan (not counted)
+    with host_overhead.stubbed_launches() as counts, Ops():
+        F.fused_adafactor_step(params, grads, stats_r, stats_c, steps, lr=1e-2, relative_step=False,
+                               stochastic_rounding=stochastic_rounding)
+    return sum(counts.values()) + len(torch_ops)
+
+
+def test_launches_per_step_counts_a_bucket_per_gradient_dtype():
+    """Two float32 matrices, one with a float32 and one with a bfloat16 gradient, are two
+    buckets: 2 x (fill + 5 kernels) = 12, as the stubbed step launches."""
+    params = [torch.randn(64, 64), torch.randn(64, 64), torch.randn(64)]
+    grads = [torch.randn(64, 64), torch.randn(64, 64).to(torch.bfloat16), torch.randn(64)]
+    assert _launched(params, grads) == 12
+    assert F.launches_per_step(params, grads) == 12
+    assert F.launches_per_step(params, [g.dtype for g in grads]) == 12
+    assert F.launches_per_step(params) == 6  # all gradients of the parameter's dtype: one bucket
+
+
+def test_launches_per_step_counts_the_seed_and_vector_only_buckets():
+    bf16 = [torch.randn(32, 64).to(torch.bfloat16), torch.randn(16).to(torch.float32)]
+    grads = [torch.randn(32, 64).to(torch.bfloat16), torch.randn(16)]
+    # a bfloat16 matrix bucket (6), a float32 vector-only bucket (fill, pass 1, 2b, 3: 4), the seed (1)
+    assert _launched(bf16, grads, stochastic_rounding=True) == 11
+    assert F.launches_per_step(bf16, grads, stochastic_rounding=True) == 11
+    assert F.launches_per_step(bf16, grads) == 10
+    assert F.launches_per_step([torch.empty(0, 4)]) == 0
+
+
+def test_launches_per_step_rejects_bad_input():
+    with pytest.raises(ValueError, match="2 parameters but 1 gradients"):
+        F.launches_per_step([torch.empty(4, 4), torch.empty(4)], [torch.float32])
+    with pytest.raises(ValueError, match="supports float32, bfloat16 and float16"):
+        F.launches_per_step([torch.empty(4, 4, dtype=torch.float64)])

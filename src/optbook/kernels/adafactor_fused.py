@@ -994,21 +994,52 @@ def invalidate_carried_rms(params: Sequence[Tensor] | None = None) -> None:
                 plan.versions = None
 
 
-def launches_per_step(params: Sequence[Tensor], *, stochastic_rounding: bool = False) -> int:
-    """Kernel launches (memsets included) of one fused step over ``params``,
-    from the plan's buckets: 6 per bucket with a matrix, 4 for vectors only,
-    and with ``stochastic_rounding`` one more (the seed) if a parameter is bfloat16."""
-    counts = {}
-    for p in params:
-        if p.numel() == 0:
-            continue
-        key = (p.dtype,) + ((block_config(*as_matrix(p.shape)[1:]),) if p.dim() >= 2 else ())
-        counts[key] = counts.get(key, 0) + 1
-    matrix_buckets = sum(1 for key in counts if len(key) == 2)
-    vector_only = {key[0] for key in counts if len(key) == 1} - {key[0] for key in counts if len(key) == 2}
-    seed = int(bool(stochastic_rounding) and any(p.dtype == torch.bfloat16 and p.numel() for p in params))
-    return 6 * matrix_buckets + 4 * len(vector_only) + seed
+def launches_per_step(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor | torch.dtype] | None = None,
+    *,
+    stochastic_rounding: bool = False,
+) -> int:
+    """Kernel launches of one fused step over ``params``, counted on the plan
+    the step would build (the same buckets, formed by :class:`_Plan`).
 
+    A bucket holds the tensors of one (parameter dtype, gradient dtype, block
+    shape); vectors join a matrix bucket of their dtypes. Each bucket launches
+    a fill that zeroes its flags (torch ``zero_``), pass 1, pass 1b if it holds
+    a matrix, pass 2 if it holds a matrix, pass 2b and pass 3: 6 launches, or 4
+    for a bucket of vectors only. With ``stochastic_rounding`` and a bfloat16
+    parameter the step adds one launch, the draw of its random seed.
+
+    ``grads`` are the gradients or their dtypes (default: each parameter's
+    dtype). Only shapes and dtypes are read, so meta tensors will do. Not
+    counted: the host-to-device copy of a pointer table after a gradient
+    moved, and the counter update of zero-size tensors with ``increment_steps``.
+    """
+    if grads is None:
+        grads = [p.dtype for p in params]
+    if len(grads) != len(params):
+        raise ValueError(
+            f"launches_per_step: got {len(params)} parameters but {len(grads)} gradients; "
+            "pass one gradient (or gradient dtype) per parameter, or none."
+        )
+    gdts = [g if isinstance(g, torch.dtype) else g.dtype for g in grads]
+    for i, (p, gdt) in enumerate(zip(params, gdts)):
+        if p.dtype not in _SUPPORTED or gdt not in _SUPPORTED:
+            raise ValueError(
+                f"launches_per_step: params[{i}] has dtype {p.dtype} and gradient dtype {gdt}; the fused kernel "
+                "supports float32, bfloat16 and float16 only."
+            )
+    if not any(p.numel() for p in params):
+        return 0
+    # Stand-ins with the shapes and dtypes but one element of storage each:
+    # the plan reads only shapes, dtypes and addresses.
+    xs = [torch.empty((), dtype=p.dtype).expand(p.shape) for p in params]
+    gs = [torch.empty((), dtype=gdt).expand(p.shape) for p, gdt in zip(params, gdts)]
+    state = [torch.zeros(1) for _ in params]
+    nones = [None] * len(params)
+    plan = _Plan(xs, gs, state, nones, state, nones, nones)
+    per_bucket = [3 + bool(b.n_segs) + bool(b.n_matrix_tiles) + 1 for b in plan.buckets]
+    return sum(per_bucket) + int(bool(stochastic_rounding) and plan.has_bf16)
 
 # --------------------------------------------------------------------------- entry points
 
