@@ -64,3 +64,24 @@ def test_check_mode_reports_a_stale_or_leftover_page(tmp_path, monkeypatch):
     assert api_page.main(["--check"]) == 1
     assert api_page.main([]) == 0 and api_page.main(["--check"]) == 0
     assert not (tmp_path / "api" / "gone.md").exists()
+
+
+def test_inline_math_in_docstrings_has_no_doubled_backslash():
+    """A raw docstring (r\"\"\"...\"\"\") that writes ``\\\\top`` hands MathJax a line break followed by
+    the word "top": ``1_n^\\\\top`` is a TeX error on the reference page, ``\\\\mathrm`` prints "mathrm"."""
+    import importlib
+    import inspect
+    import re
+
+    bad = []
+    for name, _ in api_page.public_modules():
+        module = importlib.import_module(name)
+        objects = [("", module)] + [
+            (n, o) for n, o in vars(module).items()
+            if (inspect.isfunction(o) or inspect.isclass(o)) and getattr(o, "__module__", None) == name
+        ]
+        for obj_name, obj in objects:
+            for match in re.finditer(r":math:`([^`]*)`", obj.__doc__ or ""):
+                if "\\\\" in match.group(1):
+                    bad.append(f"{name}.{obj_name}: {match.group(1)}")
+    assert not bad, bad

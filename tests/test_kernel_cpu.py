@@ -334,3 +334,19 @@ def test_fused_true_on_a_cpu_without_the_interpreter_runs_the_cpu_kernel():
     assert out.returncode == 0, out.stderr[-2000:]
     diff, moved = (float(x) for x in out.stdout.split()[1::2])
     assert diff < 1e-6 * 1.0 and moved > 1e-3
+
+
+def test_numbas_pedantic_ir_warning_is_silenced_for_these_kernels_only():
+    """A cold compile for numba's generic CPU printed NumbaIRAssumptionWarning (an internal check of
+    numba's, asking for a bug report) into notebooks; the kernel module filters that category for its
+    own file and nothing else."""
+    import warnings
+
+    from numba.core.errors import NumbaIRAssumptionWarning
+
+    import optbook.kernels._cpu_fused_numba  # noqa: F401  (installs the filter)
+
+    ours = [f for f in warnings.filters if f[2] is NumbaIRAssumptionWarning and f[0] == "ignore"]
+    assert ours and all(f[3] is not None and f[3].pattern.endswith("_cpu_fused_numba") for f in ours)
+    assert ours[0][3].match("/any/checkout/src/optbook/kernels/_cpu_fused_numba")
+    assert not ours[0][3].match("/some/user/module")

@@ -55,7 +55,7 @@ __all__ = [
     "main",
 ]
 
-#: The aim for a whole run on an H100: eight minutes.
+#: The aim for a whole run on an H100, in seconds (eight minutes).
 BUDGET_S = 480
 _ROOT = Path(__file__).resolve().parents[3]
 #: Test files searched for GPU-only tests, and the pytest ``-k`` expression that picks them.
@@ -63,10 +63,10 @@ GPU_TESTS = (
     ("tests/test_optim_adafactor.py", "tests/test_kernel_*.py", "tests/test_adafactor_*.py", "tests/test_gpu_check.py"),
     "cuda",
 )
-#: Shapes of the native kernel check: ragged matrices, a vector, a batch of matrices, a wide one.
+#: The shapes of the native kernel check (ragged matrices, a vector, a batch of matrices, a wide one).
 GPU_CHECK_SHAPES = ((2048, 768), (768,), (1000, 3001), (3, 64, 96), (257, 4100), ())
-#: Shapes of the dry run: a ragged matrix, a vector, a batch of matrices (the interpreter runs one
-#: program at a time, so two steps of these take seconds; the multi-tile paths are the interpreter
+#: The shapes of the dry run (a ragged matrix, a vector, a batch of matrices; the interpreter runs one
+#: program at a time, so two steps of these take seconds, and the multi-tile paths are the interpreter
 #: tests' job).
 DRY_RUN_SHAPES = ((37, 53), (45,), (3, 7, 9))
 _OPTIONS = ({}, {"beta1": 0.9, "weight_decay": 0.01})

@@ -117,7 +117,7 @@ such as ``p.data.copy_(...)``, must be followed by
 
 torch.compile
 -------------
-:func:`fused_adafactor_op` is the step registered as the custom op
+``fused_adafactor_op`` is the step registered as the custom op
 ``optbook::fused_adafactor_step`` with its mutated lists declared, so a
 compiled ``optimizer.step()`` (``fullgraph=True``) records it as one call.
 
@@ -976,7 +976,7 @@ def cached_plan_bytes() -> int:
 
     This memory is not optimizer *state* (nothing in it survives a
     checkpoint) but it is resident between steps: about
-    :math:`2 \\cdot 4/128` bytes per element with 128 x 128 tiles.
+    :math:`2 \cdot 4/128` bytes per element with 128 x 128 tiles.
     """
     return sum(cache.scratch_bytes() for cache in list(_CACHES))
 
@@ -1001,7 +1001,7 @@ def launches_per_step(
     stochastic_rounding: bool = False,
 ) -> int:
     """Kernel launches of one fused step over ``params``, counted on the plan
-    the step would build (the same buckets, formed by :class:`_Plan`).
+    the step would build (the same buckets, formed by ``_Plan``).
 
     A bucket holds the tensors of one (parameter dtype, gradient dtype, block
     shape); vectors join a matrix bucket of their dtypes. Each bucket launches

@@ -18,7 +18,7 @@ parameter element, the exact fused Adafactor step on a matrix moves
 
 bytes per element (20 B in float32, 10 B in bfloat16), plus
 :math:`b_X` in pass 1 on a step that must re-read :math:`X_{t-1}` for
-:math:`\\mathrm{RMS}(X_{t-1})`. Fused AdamW reads :math:`G, X, m, v` and
+:math:`\mathrm{RMS}(X_{t-1})`. Fused AdamW reads :math:`G, X, m, v` and
 writes :math:`X, m, v`: :math:`b_G + 2b_X + 4b_s` with :math:`b_s` the
 bytes of a state element (28 B in float32). The compulsory traffic of any
 optimizer that reads each gradient once and rewrites the parameters is
@@ -346,7 +346,7 @@ def l2_stream_bytes(
     bucket, then passes 2 and 3 tensor by tensor: pass 3 re-reads G from L2, pass 2 only
     if the bucket's G and X fit, a sufficient condition); ``"grouped"`` (all three passes
     tensor by tensor: each matrix is a unit). A unit is at least a whole tensor, because
-    pass 2 needs :math:`1_n^\\top R_t` and pass 3 needs :math:`\\mathrm{RMS}(U_t)` of the
+    pass 2 needs :math:`1_n^\top R_t` and pass 3 needs :math:`\mathrm{RMS}(U_t)` of the
     whole tensor. Vectors keep the no-reuse count of :func:`fused_adafactor_bytes`
     (:math:`2b_G + 2b_X + 12` bytes per element). The :math:`O(n + m)` statistics are left
     out: they are the same in every schedule.
