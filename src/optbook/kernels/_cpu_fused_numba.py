@@ -28,7 +28,15 @@ from numba.extending import intrinsic, overload
 # a bug report to numba; the compiled code is the same and the exactness tests pass under every
 # target. Silence that category for this file's kernels only, so that a first (cold) compilation
 # prints nothing into a user's notebook.
-warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning, module=r".*_cpu_fused_numba")
+PEDANTIC_WARNING_MODULE = r".*_cpu_fused_numba"
+
+
+def silence_pedantic_ir_warnings() -> None:
+    """Ignore ``NumbaIRAssumptionWarning`` raised while compiling this file's kernels, and nothing else."""
+    warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning, module=PEDANTIC_WARNING_MODULE)
+
+
+silence_pedantic_ir_warnings()
 
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")
 #: The accumulators of a sum (``cpu_fused.LANES``), a compile-time constant: LLVM unrolls the loop over them
