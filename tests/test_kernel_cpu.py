@@ -348,6 +348,7 @@ def test_numbas_pedantic_ir_warning_is_silenced_for_these_kernels_only():
     from optbook.kernels import _cpu_fused_numba as K
 
     with warnings.catch_warnings(record=True) as seen:
+        warnings.resetwarnings()
         warnings.simplefilter("always")
         K.silence_pedantic_ir_warnings()
         for where in ("/any/checkout/src/optbook/kernels/_cpu_fused_numba.py", "/some/user/module.py"):
@@ -355,3 +356,27 @@ def test_numbas_pedantic_ir_warning_is_silenced_for_these_kernels_only():
         warnings.warn_explicit("another category", RuntimeWarning, "/x/_cpu_fused_numba.py", 1)
     assert [(str(w.message).split("\n")[0], w.filename) for w in seen] == [
         ("pedantic", "/some/user/module.py"), ("another category", "/x/_cpu_fused_numba.py")]
+
+
+def test_the_filter_comes_back_after_a_catch_warnings_block_dropped_it():
+    """The first step inside `with warnings.catch_warnings():` imports the kernels (and installs the
+    filter) and the block's exit removes it; the next step puts it back before any kernel can compile."""
+    import warnings
+
+    from numba.core.errors import NumbaIRAssumptionWarning
+
+    from optbook.kernels import _cpu_fused_numba as K
+    from optbook.kernels import cpu_fused
+
+    def installed():
+        return any(f[0] == "ignore" and f[2] is NumbaIRAssumptionWarning and f[3] is not None
+                   and f[3].pattern == K.PEDANTIC_WARNING_MODULE for f in warnings.filters)
+
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        assert not installed()
+        cpu_fused._kernels()
+        assert installed()
+        before = list(warnings.filters)
+        cpu_fused._kernels()
+        assert warnings.filters == before  # present: the list is left alone

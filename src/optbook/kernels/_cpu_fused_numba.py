@@ -32,7 +32,18 @@ PEDANTIC_WARNING_MODULE = r".*_cpu_fused_numba"
 
 
 def silence_pedantic_ir_warnings() -> None:
-    """Ignore ``NumbaIRAssumptionWarning`` raised while compiling this file's kernels, and nothing else."""
+    """Ignore ``NumbaIRAssumptionWarning`` raised while compiling this file's kernels, and nothing else.
+
+    Installed on import, and again by ``cpu_fused`` before a step if the filter has gone: a
+    ``warnings.catch_warnings()`` block around the first step (the import) restores the filters
+    when it exits, and a kernel compiled later for a new signature would then print the warning.
+    The check is cheap and the filter list is changed only when the filter is missing, so other
+    warnings' "once" bookkeeping is not reset at every step.
+    """
+    for action, _, category, module, _ in warnings.filters:
+        if action == "ignore" and category is NumbaIRAssumptionWarning and module is not None \
+                and module.pattern == PEDANTIC_WARNING_MODULE:
+            return
     warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning, module=PEDANTIC_WARNING_MODULE)
 
 

@@ -599,4 +599,5 @@ def _kernels():
 
         assert _cpu_fused_numba.LANES == LANES, "the kernels are compiled for another lane count"
         _KERNELS = _cpu_fused_numba
+    _KERNELS.silence_pedantic_ir_warnings()  # a no-op unless a catch_warnings block dropped the filter
     return _KERNELS
